@@ -1,0 +1,179 @@
+// Package backend is the JWT secrets engine: a logical.Backend whose paths
+// manage signing keys and roles and issue signed JWTs, and whose JWKS lets
+// anyone verify them. backend.go is the table of contents; each resource
+// lives in its own path_<resource>.go.
+package backend
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Storage prefixes. Key entries hold private keys and are seal-wrapped.
+const (
+	configPath = "config"
+	keyPrefix  = "key/"
+	rolePrefix = "role/"
+)
+
+// backend is one mount of the engine. Everything it knows lives on it, never
+// in package globals: one plugin process serves many mounts.
+type backend struct {
+	*framework.Backend
+
+	// now is the clock; tests replace it.
+	now func() time.Time
+
+	// providers make and load key versions, by provider name.
+	providers map[string]keyProvider
+
+	// writeMu serialises changes to keys, roles and config, so checks that
+	// span them (a role's key exists; no role uses a key being deleted)
+	// hold.
+	writeMu sync.Mutex
+
+	// cacheMu guards the caches below. Readers take it shared; a miss
+	// loads from storage under the exclusive lock, so a load cannot put
+	// back an entry that a concurrent write has just dropped.
+	cacheMu sync.RWMutex
+	config  *config
+	keys    map[string]*keyEntry
+	roles   map[string]*role
+	jwks    *jwksDoc
+	// gen counts cache drops, so a JWKS built across a key change is not
+	// cached.
+	gen uint64
+}
+
+// Option configures a backend built by NewFactory.
+type Option func(*backend)
+
+// WithRunningVersion sets the version the backend reports to Vault.
+func WithRunningVersion(v string) Option {
+	return func(b *backend) { b.RunningVersion = v }
+}
+
+// Factory builds a backend with default options.
+var Factory = NewFactory()
+
+// NewFactory returns a logical.Factory that builds backends with opts.
+func NewFactory(opts ...Option) logical.Factory {
+	return func(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+		b := newBackend(opts...)
+		if err := b.Setup(ctx, conf); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+}
+
+func newBackend(opts ...Option) *backend {
+	b := &backend{
+		now:       time.Now,
+		providers: map[string]keyProvider{providerLocal: localProvider{}},
+	}
+	b.resetCaches()
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			Unauthenticated: []string{"jwks", ".well-known/*"},
+			SealWrapStorage: []string{keyPrefix},
+		},
+		Paths: framework.PathAppend(
+			// Mount-wide settings.
+			[]*framework.Path{pathConfig(b)},
+			// Signing keys and their lifecycle.
+			[]*framework.Path{pathKeysList(b), pathKeys(b), pathKeysRotate(b)},
+			// Roles: who may get what token.
+			[]*framework.Path{pathRolesList(b), pathRoles(b)},
+			// Issuing tokens.
+			[]*framework.Path{pathIssue(b)},
+			// Public, unauthenticated key discovery.
+			pathJWKS(b),
+		),
+		Invalidate:   b.invalidate,
+		PeriodicFunc: b.periodic,
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// HandleRequest decodes JSON-object fields that arrive as strings (as the
+// vault CLI sends `claims='{"a":1}'`) before the framework sees them; see
+// decodeJSONFields.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if resp := decodeJSONFields(req); resp != nil {
+		return resp, logical.ErrInvalidRequest
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+func (b *backend) resetCaches() {
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	b.config = nil
+	b.keys = map[string]*keyEntry{}
+	b.roles = map[string]*role{}
+	b.jwks = nil
+}
+
+// invalidate drops what a storage change on another node (a performance
+// standby, a replicated cluster) has made stale.
+func (b *backend) invalidate(_ context.Context, key string) {
+	switch {
+	case key == configPath:
+		b.dropConfig()
+	case strings.HasPrefix(key, keyPrefix):
+		b.dropKey(strings.TrimPrefix(key, keyPrefix))
+	case strings.HasPrefix(key, rolePrefix):
+		b.dropRole(strings.TrimPrefix(key, rolePrefix))
+	}
+}
+
+// periodic rotates keys whose rotation_period has passed and removes key
+// versions whose publication has ended. Like transit, it only runs where
+// storage is writable and owned: not on performance standbys or DR
+// secondaries, nor on performance secondaries for replicated mounts.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+	state := b.System().ReplicationState()
+	if state.HasState(consts.ReplicationDRSecondary|consts.ReplicationPerformanceStandby) ||
+		(!b.System().LocalMount() && state.HasState(consts.ReplicationPerformanceSecondary)) {
+		return nil
+	}
+	names, err := req.Storage.List(ctx, keyPrefix)
+	if err != nil {
+		return err
+	}
+	var errs *multierror.Error
+	for _, name := range names {
+		if err := b.maintainKey(ctx, req.Storage, name); err != nil {
+			if errors.Is(err, logical.ErrReadOnly) {
+				return nil
+			}
+			b.Logger().Error("periodic key maintenance failed", "key", name, "error", err)
+			errs = multierror.Append(errs, err)
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+const backendHelp = `
+The JWT secrets engine issues signed JSON Web Tokens.
+
+Security teams define signing keys (jwt/keys/<name>) and roles
+(jwt/roles/<name>) and guard them with Vault policy; applications write to
+jwt/issue/<role> to get a token. Private keys never leave Vault: they are
+generated in the engine and stored seal-wrapped. Verifiers fetch the public
+keys, without a Vault token, from jwt/jwks or jwt/.well-known/keys.
+`

@@ -1,0 +1,254 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// testBackend is a backend over in-memory storage with a clock the test
+// moves and a log it can read.
+type testBackend struct {
+	*backend
+	t       *testing.T
+	storage logical.Storage
+	clock   *testClock
+	logs    *syncBuffer
+}
+
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// getTestBackend returns a configured backend with issuer
+// https://vault.test/v1/jwt and the clock at a fixed instant.
+func getTestBackend(t testing.TB) *testBackend {
+	t.Helper()
+	logs := &syncBuffer{}
+	conf := &logical.BackendConfig{
+		Logger:      hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace, JSONFormat: true}),
+		System:      &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour},
+		StorageView: &logical.InmemStorage{},
+	}
+	lb, err := NewFactory(WithRunningVersion("v0.0.0-test"))(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := lb.(*backend)
+	clock := &testClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	b.now = clock.Now
+	tb := &testBackend{backend: b, storage: conf.StorageView, clock: clock, logs: logs}
+	if tt, ok := t.(*testing.T); ok {
+		tb.t = tt
+	}
+	tb.mustWrite(t, "config", map[string]any{"issuer": "https://vault.test/v1/jwt"})
+	return tb
+}
+
+// request runs one request through HandleRequest, as Vault would.
+func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	t.Helper()
+	// Copy data: HandleRequest may rewrite fields in place.
+	var d map[string]any
+	if data != nil {
+		d = maps.Clone(data)
+	}
+	return tb.HandleRequest(context.Background(), &logical.Request{
+		Operation: op,
+		Path:      path,
+		Data:      d,
+		Storage:   tb.storage,
+	})
+}
+
+// mustWrite writes and fails the test on any error; it validates the
+// response against the path's schema.
+func (tb *testBackend) mustWrite(t testing.TB, path string, data map[string]any) *logical.Response {
+	t.Helper()
+	var op logical.Operation = logical.UpdateOperation
+	if exists, err := tb.exists(path); err == nil && !exists {
+		op = logical.CreateOperation
+	}
+	resp, err := tb.request(t, op, path, data)
+	if err != nil || (resp != nil && resp.IsError()) {
+		t.Fatalf("write %s: err=%v resp=%#v", path, err, resp)
+	}
+	tb.validateSchema(t, op, path, resp)
+	return resp
+}
+
+func (tb *testBackend) mustRead(t testing.TB, path string) *logical.Response {
+	t.Helper()
+	resp, err := tb.request(t, logical.ReadOperation, path, nil)
+	if err != nil || resp == nil || resp.IsError() {
+		t.Fatalf("read %s: err=%v resp=%#v", path, err, resp)
+	}
+	tb.validateSchema(t, logical.ReadOperation, path, resp)
+	return resp
+}
+
+func (tb *testBackend) exists(path string) (bool, error) {
+	for _, prefix := range []string{"keys/", "roles/"} {
+		if name, ok := strings.CutPrefix(path, prefix); ok && !strings.Contains(name, "/") {
+			storagePrefix := map[string]string{"keys/": keyPrefix, "roles/": rolePrefix}[prefix]
+			e, err := tb.storage.Get(context.Background(), storagePrefix+name)
+			return e != nil, err
+		}
+	}
+	return true, nil
+}
+
+func (tb *testBackend) validateSchema(t testing.TB, op logical.Operation, path string, resp *logical.Response) {
+	t.Helper()
+	tt, ok := t.(*testing.T)
+	if !ok || resp == nil {
+		return
+	}
+	route := tb.Route(path)
+	if route == nil {
+		t.Fatalf("no route for %s", path)
+	}
+	schema.ValidateResponse(tt, schema.GetResponseSchema(tt, route, op), resp, true)
+}
+
+// snapshot returns every storage entry, for checking that a refused
+// request changed nothing.
+func (tb *testBackend) snapshot(t testing.TB) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		keys, err := tb.storage.List(context.Background(), prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if strings.HasSuffix(k, "/") {
+				walk(prefix + k)
+				continue
+			}
+			e, err := tb.storage.Get(context.Background(), prefix+k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[prefix+k] = string(e.Value)
+		}
+	}
+	walk("")
+	return out
+}
+
+// wantBadRequest runs a request that must be refused with a 400 whose
+// message contains every string in want, and must change no storage.
+func (tb *testBackend) wantBadRequest(t *testing.T, op logical.Operation, path string, data map[string]any, want ...string) {
+	t.Helper()
+	before := tb.snapshot(t)
+	resp, err := tb.request(t, op, path, data)
+	if resp == nil || !resp.IsError() {
+		t.Fatalf("%s %s: want an error response, got resp=%#v err=%v", op, path, resp, err)
+	}
+	code, _ := logical.RespondErrorCommon(&logical.Request{Operation: op, Path: path}, resp, err)
+	if code != 400 {
+		t.Fatalf("%s %s: status %d, want 400 (%v)", op, path, code, resp.Error())
+	}
+	msg := resp.Error().Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("%s %s: error %q does not contain %q", op, path, msg, w)
+		}
+	}
+	if after := tb.snapshot(t); !maps.Equal(before, after) {
+		t.Errorf("%s %s: refused request changed storage", op, path)
+	}
+}
+
+func decodeJSON(t testing.TB, raw []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("decoding %q: %v", raw, err)
+	}
+}
+
+func TestBackendWiring(t *testing.T) {
+	tb := getTestBackend(t)
+	if got := tb.PathsSpecial.SealWrapStorage; len(got) != 1 || got[0] != keyPrefix {
+		t.Errorf("SealWrapStorage = %v, want [%q]: private keys must be seal-wrapped", got, keyPrefix)
+	}
+	for _, p := range []string{"jwks", ".well-known/keys", ".well-known/openid-configuration"} {
+		found := false
+		for _, u := range tb.PathsSpecial.Unauthenticated {
+			if u == p || (strings.HasSuffix(u, "*") && strings.HasPrefix(p, strings.TrimSuffix(u, "*"))) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s is not unauthenticated", p)
+		}
+	}
+	for _, p := range []string{"keys", "keys/", "roles/x", "issue/x", "config"} {
+		if tb.PathsSpecial != nil && slicesContainsPrefix(tb.PathsSpecial.Unauthenticated, p) {
+			t.Errorf("%s must need a token", p)
+		}
+	}
+	if v := tb.PluginVersion().Version; v != "v0.0.0-test" {
+		t.Errorf("running version = %q", v)
+	}
+	for _, p := range tb.Paths {
+		if p.HelpSynopsis == "" || p.HelpDescription == "" {
+			t.Errorf("path %s has no help", p.Pattern)
+		}
+		for op, h := range p.Operations {
+			if h.Properties().Summary == "" {
+				t.Errorf("path %s %s has no summary", p.Pattern, op)
+			}
+		}
+	}
+}
+
+func slicesContainsPrefix(list []string, p string) bool {
+	for _, u := range list {
+		if u == p || (strings.HasSuffix(u, "*") && strings.HasPrefix(p, strings.TrimSuffix(u, "*"))) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,39 @@
+package backend
+
+import (
+	"errors"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// operationPrefix names this engine's operations in Vault's OpenAPI.
+const operationPrefix = "jwt"
+
+// userError marks an error the caller caused; handlers turn it into a 400.
+// Its message names the field and the rule.
+type userError struct{ err error }
+
+func (e userError) Error() string { return e.err.Error() }
+func (e userError) Unwrap() error { return e.err }
+
+// respondErr maps an error to a handler result. A userError becomes a 400
+// naming the problem. logical.ErrReadOnly passes through untouched so Vault
+// forwards the request to the active node. Anything else is an internal
+// failure: logged with key/values (never secrets) and returned, which Vault
+// reports as a 500.
+func (b *backend) respondErr(err error, msg string, kv ...any) (*logical.Response, error) {
+	var ue userError
+	switch {
+	case errors.As(err, &ue):
+		return logical.ErrorResponse(ue.Error()), logical.ErrInvalidRequest
+	case errors.Is(err, logical.ErrReadOnly):
+		return nil, err
+	}
+	b.Logger().Error(msg, append(kv, "error", err)...)
+	return nil, err
+}
+
+// badRequest is a 400 with a message naming the field and the rule.
+func badRequest(format string, args ...any) (*logical.Response, error) {
+	return logical.ErrorResponse(format, args...), logical.ErrInvalidRequest
+}

@@ -1,0 +1,94 @@
+package backend
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// jsonObjectFields are the request fields, by path prefix, that hold a JSON
+// object. Over HTTP they may arrive as an object; from the vault CLI
+// (claims='{"team":"x"}') and from form-style clients, as a string.
+var jsonObjectFields = map[string][]string{
+	"roles/": {"claims"},
+	"issue/": {"claims"},
+}
+
+// decodeJSONFields turns such string fields into objects in place, so the
+// framework's TypeMap sees an object either way. It returns a 400 response
+// naming the field when a value is not a JSON object or is too large, and
+// nil otherwise.
+func decodeJSONFields(req *logical.Request) *logical.Response {
+	if req.Operation != logical.CreateOperation && req.Operation != logical.UpdateOperation {
+		return nil
+	}
+	for prefix, fields := range jsonObjectFields {
+		if !strings.HasPrefix(req.Path, prefix) {
+			continue
+		}
+		for _, field := range fields {
+			raw, ok := req.Data[field]
+			if !ok || raw == nil {
+				continue
+			}
+			switch v := raw.(type) {
+			case map[string]any:
+			case string:
+				obj, err := parseJSONObject(v)
+				if err != nil {
+					return logical.ErrorResponse("invalid %q: %s", field, err)
+				}
+				req.Data[field] = obj
+			default:
+				return logical.ErrorResponse("invalid %q: must be a JSON object, not a %T", field, raw)
+			}
+		}
+	}
+	return nil
+}
+
+// parseJSONObject decodes s, which must be one JSON object of at most
+// maxClaimsBytes. Numbers stay json.Number so large integers keep every
+// digit. An empty string is an empty object.
+func parseJSONObject(s string) (map[string]any, error) {
+	if strings.TrimSpace(s) == "" {
+		return map[string]any{}, nil
+	}
+	if len(s) > maxClaimsBytes {
+		return nil, fmt.Errorf("%d bytes of JSON, more than the limit of %d", len(s), maxClaimsBytes)
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("must be a JSON object: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("must be a single JSON object, with nothing after it")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("must be a JSON object, not %s", jsonKind(v))
+	}
+	return obj, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%T", v)
+}
+

@@ -1,0 +1,361 @@
+package backend
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/local"
+)
+
+// Key settings' defaults and limits.
+const (
+	defaultAlgorithm       = signer.ES256
+	defaultVerificationTTL = 24 * time.Hour
+	minVerificationTTL     = time.Minute
+	minRotationPeriod      = time.Hour
+)
+
+// Key version states.
+const (
+	// stateCurrent signs new tokens and is published.
+	stateCurrent = "current"
+	// statePrevious no longer signs but stays published for the key's
+	// verification_ttl after it stopped signing.
+	statePrevious = "previous"
+	// stateRetired is past its publication; it is removed from storage.
+	stateRetired = "retired"
+)
+
+// key is a named signing key with its versions, stored at key/<name>. The
+// entry holds private keys, so its prefix is seal-wrapped and nothing in it
+// but public material is ever returned.
+type key struct {
+	Name      string           `json:"name"`
+	Algorithm signer.Algorithm `json:"algorithm"`
+	Provider  string           `json:"provider"`
+	RSABits   int              `json:"rsa_bits,omitempty"`
+	// RotationPeriod, if set, rotates the key automatically.
+	RotationPeriod time.Duration `json:"rotation_period"`
+	// VerificationTTL is how long a version stays published after it
+	// stops signing. It must cover the longest token it may have signed.
+	VerificationTTL time.Duration `json:"verification_ttl"`
+	LatestVersion   int           `json:"latest_version"`
+	// Versions are in ascending order; the last is current.
+	Versions []*keyVersion `json:"versions"`
+}
+
+// keyVersion is one generation of key material.
+type keyVersion struct {
+	Version   int       `json:"version"`
+	KeyID     string    `json:"kid"`
+	CreatedAt time.Time `json:"created_at"`
+	// RotatedAt is when a newer version took over signing; zero while
+	// this version is current.
+	RotatedAt time.Time `json:"rotated_at,omitzero"`
+	// PublicKey is PKIX DER.
+	PublicKey []byte `json:"public_key"`
+	// PrivateKey is PKCS #8 DER, for provider "local" only.
+	PrivateKey []byte `json:"private_key,omitempty"`
+}
+
+// validate checks the invariants every stored key must keep.
+func (k *key) validate() error {
+	if k.Name == "" {
+		return fmt.Errorf(`invalid "name": must not be empty`)
+	}
+	in, err := signer.Lookup(string(k.Algorithm))
+	if err != nil {
+		return fmt.Errorf(`invalid "algorithm": %w`, err)
+	}
+	if k.Provider != providerLocal {
+		return fmt.Errorf(`invalid "provider" %q: must be one of: %s`, k.Provider, providerLocal)
+	}
+	if in.KeyType == signer.KeyTypeRSA {
+		if !slices.Contains(local.RSABits, k.RSABits) {
+			return fmt.Errorf(`invalid "rsa_bits" %d: must be 2048, 3072 or 4096`, k.RSABits)
+		}
+	} else if k.RSABits != 0 {
+		return fmt.Errorf(`invalid "rsa_bits": only RS* and PS* keys take rsa_bits, not %s`, k.Algorithm)
+	}
+	if k.VerificationTTL < minVerificationTTL {
+		return fmt.Errorf(`invalid "verification_ttl" %s: must be at least %s`, k.VerificationTTL, minVerificationTTL)
+	}
+	if k.RotationPeriod != 0 && k.RotationPeriod < minRotationPeriod {
+		return fmt.Errorf(`invalid "rotation_period" %s: must be 0 (never) or at least %s`, k.RotationPeriod, minRotationPeriod)
+	}
+	if len(k.Versions) == 0 {
+		return fmt.Errorf("key %q has no versions", k.Name)
+	}
+	kids := map[string]bool{}
+	for i, v := range k.Versions {
+		if i > 0 && v.Version <= k.Versions[i-1].Version {
+			return fmt.Errorf("key %q: versions out of order", k.Name)
+		}
+		if kids[v.KeyID] || v.KeyID == "" {
+			return fmt.Errorf("key %q: duplicate or empty kid in version %d", k.Name, v.Version)
+		}
+		kids[v.KeyID] = true
+		last := i == len(k.Versions)-1
+		if last != v.RotatedAt.IsZero() {
+			return fmt.Errorf("key %q: exactly the latest version must be current", k.Name)
+		}
+	}
+	if k.Versions[len(k.Versions)-1].Version != k.LatestVersion {
+		return fmt.Errorf("key %q: latest_version %d is not the last version", k.Name, k.LatestVersion)
+	}
+	return nil
+}
+
+// current is the version that signs.
+func (k *key) current() *keyVersion { return k.Versions[len(k.Versions)-1] }
+
+// publishedUntil is when v leaves the JWKS; zero while v is current.
+func (k *key) publishedUntil(v *keyVersion) time.Time {
+	if v.RotatedAt.IsZero() {
+		return time.Time{}
+	}
+	return v.RotatedAt.Add(k.VerificationTTL)
+}
+
+func (k *key) state(v *keyVersion, now time.Time) string {
+	switch until := k.publishedUntil(v); {
+	case until.IsZero():
+		return stateCurrent
+	case now.Before(until):
+		return statePrevious
+	default:
+		return stateRetired
+	}
+}
+
+// published returns the versions in the JWKS at now, newest first.
+func (k *key) published(now time.Time) []*keyVersion {
+	var out []*keyVersion
+	for i := len(k.Versions) - 1; i >= 0; i-- {
+		if v := k.Versions[i]; k.state(v, now) != stateRetired {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// prune removes retired versions, with their private keys, and reports
+// whether it removed any.
+func (k *key) prune(now time.Time) bool {
+	n := len(k.Versions)
+	k.Versions = slices.DeleteFunc(k.Versions, func(v *keyVersion) bool {
+		return k.state(v, now) == stateRetired
+	})
+	return len(k.Versions) != n
+}
+
+// rotate makes nv the current version.
+func (k *key) rotate(nv *keyVersion, now time.Time) {
+	if len(k.Versions) > 0 {
+		k.current().RotatedAt = now
+	}
+	k.LatestVersion++
+	nv.Version = k.LatestVersion
+	nv.CreatedAt = now
+	k.Versions = append(k.Versions, nv)
+	k.prune(now)
+}
+
+// clone copies k deeply enough that changing the copy's versions leaves k,
+// which may be shared through the cache, as it was.
+func (k *key) clone() *key {
+	c := *k
+	c.Versions = make([]*keyVersion, len(k.Versions))
+	for i, v := range k.Versions {
+		vv := *v
+		c.Versions[i] = &vv
+	}
+	return &c
+}
+
+// keyEntry is a key as cached: the stored form plus a ready signer per
+// published version.
+type keyEntry struct {
+	key     *key
+	signers map[int]signer.Signer
+}
+
+// currentSigner is the signer of the current version.
+func (e *keyEntry) currentSigner() signer.Signer {
+	return e.signers[e.key.LatestVersion]
+}
+
+// responseData is what reading a key returns: settings and the public JWK
+// of every published version. Private keys never leave.
+func (e *keyEntry) responseData(now time.Time) (map[string]any, error) {
+	k := e.key
+	versions := map[string]any{}
+	for _, v := range k.published(now) {
+		s := e.signers[v.Version]
+		jwk, err := signer.PublicJWK(k.Algorithm, v.KeyID, s.Public())
+		if err != nil {
+			return nil, err
+		}
+		entry := map[string]any{
+			"kid":        v.KeyID,
+			"state":      k.state(v, now),
+			"created_at": v.CreatedAt.UTC().Format(time.RFC3339),
+			"public_key": jwk,
+		}
+		if until := k.publishedUntil(v); !until.IsZero() {
+			entry["rotated_at"] = v.RotatedAt.UTC().Format(time.RFC3339)
+			entry["published_until"] = until.UTC().Format(time.RFC3339)
+		}
+		versions[strconv.Itoa(v.Version)] = entry
+	}
+	data := map[string]any{
+		"name":             k.Name,
+		"algorithm":        string(k.Algorithm),
+		"provider":         k.Provider,
+		"rotation_period":  int64(k.RotationPeriod.Seconds()),
+		"verification_ttl": int64(k.VerificationTTL.Seconds()),
+		"latest_version":   k.LatestVersion,
+		"current_kid":      k.current().KeyID,
+		"versions":         versions,
+	}
+	if k.RSABits != 0 {
+		data["rsa_bits"] = k.RSABits
+	}
+	return data, nil
+}
+
+// getKey returns the cached key named name, loading it on a miss; nil if
+// there is no such key.
+func (b *backend) getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {
+	b.cacheMu.RLock()
+	e := b.keys[name]
+	b.cacheMu.RUnlock()
+	if e != nil {
+		return e, nil
+	}
+
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if e := b.keys[name]; e != nil {
+		return e, nil
+	}
+	k, err := loadKey(ctx, s, name)
+	if err != nil || k == nil {
+		return nil, err
+	}
+	if e, err = b.newKeyEntry(k); err != nil {
+		return nil, err
+	}
+	b.keys[name] = e
+	return e, nil
+}
+
+func loadKey(ctx context.Context, s logical.Storage, name string) (*key, error) {
+	entry, err := s.Get(ctx, keyPrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading key %q: %w", name, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	k := &key{}
+	if err := entry.DecodeJSON(k); err != nil {
+		return nil, fmt.Errorf("decoding key %q: %w", name, err)
+	}
+	if err := k.validate(); err != nil {
+		return nil, fmt.Errorf("stored key %q is invalid: %w", name, err)
+	}
+	return k, nil
+}
+
+// newKeyEntry builds the signers for k's versions.
+func (b *backend) newKeyEntry(k *key) (*keyEntry, error) {
+	p, err := b.provider(k.Provider)
+	if err != nil {
+		return nil, err
+	}
+	e := &keyEntry{key: k, signers: make(map[int]signer.Signer, len(k.Versions))}
+	for _, v := range k.Versions {
+		s, err := p.signer(k, v)
+		if err != nil {
+			return nil, fmt.Errorf("key %q version %d: %w", k.Name, v.Version, err)
+		}
+		pub, err := x509.MarshalPKIXPublicKey(s.Public())
+		if err != nil || string(pub) != string(v.PublicKey) {
+			return nil, fmt.Errorf("key %q version %d: private and public keys do not match", k.Name, v.Version)
+		}
+		e.signers[v.Version] = s
+	}
+	return e, nil
+}
+
+// saveKey validates k, writes it, and drops the cached copy.
+func (b *backend) saveKey(ctx context.Context, s logical.Storage, k *key) error {
+	if err := k.validate(); err != nil {
+		return userError{err}
+	}
+	entry, err := logical.StorageEntryJSON(keyPrefix+k.Name, k)
+	if err != nil {
+		return fmt.Errorf("encoding key %q: %w", k.Name, err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing key %q: %w", k.Name, err)
+	}
+	b.dropKey(k.Name)
+	return nil
+}
+
+func (b *backend) dropKey(name string) {
+	b.cacheMu.Lock()
+	delete(b.keys, name)
+	b.jwks = nil
+	b.gen++
+	b.cacheMu.Unlock()
+}
+
+// maintainKey is the periodic work on one key: rotate it when its
+// rotation_period has passed, and remove retired versions.
+func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name string) error {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+
+	k, err := loadKey(ctx, s, name)
+	if err != nil || k == nil {
+		return err
+	}
+	now := b.now()
+	k = k.clone()
+	changed := k.prune(now)
+	if k.RotationPeriod > 0 && !now.Before(k.current().CreatedAt.Add(k.RotationPeriod)) {
+		if err := b.rotateKey(ctx, k, now); err != nil {
+			return err
+		}
+		b.Logger().Info("rotated key", "key", name, "version", k.LatestVersion, "kid", k.current().KeyID)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return b.saveKey(ctx, s, k)
+}
+
+// rotateKey adds a new version to k, in memory only.
+func (b *backend) rotateKey(ctx context.Context, k *key, now time.Time) error {
+	p, err := b.provider(k.Provider)
+	if err != nil {
+		return err
+	}
+	nv, err := p.create(ctx, k)
+	if err != nil {
+		return fmt.Errorf("creating a version of key %q: %w", k.Name, err)
+	}
+	k.rotate(nv, now)
+	return nil
+}

@@ -1,0 +1,177 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// config is the mount-wide configuration, stored at "config".
+type config struct {
+	// Issuer is the "iss" of tokens from roles that set none.
+	Issuer string `json:"issuer"`
+}
+
+func (c *config) validate() error {
+	return validateIssuer(c.Issuer)
+}
+
+// validateIssuer checks an "iss" value: a StringOrURI (RFC 7519 §2), so a
+// value with a colon must be an absolute URI. Empty means unset.
+func validateIssuer(iss string) error {
+	if iss == "" {
+		return nil
+	}
+	if len(iss) > 1024 {
+		return fmt.Errorf(`invalid "issuer": longer than 1024 characters`)
+	}
+	if strings.ContainsAny(iss, " \t\r\n") {
+		return fmt.Errorf(`invalid "issuer": must not contain white space`)
+	}
+	if strings.Contains(iss, ":") {
+		u, err := url.Parse(iss)
+		if err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "") {
+			return fmt.Errorf(`invalid "issuer": a value containing ':' must be an absolute URI, such as https://vault.example.com/v1/jwt`)
+		}
+		if u.Fragment != "" || u.RawQuery != "" {
+			return fmt.Errorf(`invalid "issuer": must not have a query or fragment`)
+		}
+	}
+	return nil
+}
+
+func pathConfig(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "config",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"issuer": {
+				Type:        framework.TypeString,
+				Description: `Default "iss" claim for roles that do not set their own. A value with ':' must be an absolute URI; OIDC discovery needs an https URL at which this mount is reachable, such as https://vault.example.com/v1/jwt.`,
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathConfigRead,
+				Summary:      "Read the engine's configuration.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: configResponseFields}},
+				},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathConfigWrite,
+				Summary:      "Configure the engine.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: configResponseFields}},
+				},
+			},
+		},
+		HelpSynopsis:    pathConfigHelpSyn,
+		HelpDescription: pathConfigHelpDesc,
+	}
+}
+
+var configResponseFields = map[string]*framework.FieldSchema{
+	"issuer": {Type: framework.TypeString, Required: true, Description: `Default "iss" claim.`},
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return b.respondErr(err, "reading config failed")
+	}
+	return &logical.Response{Data: cfg.responseData()}, nil
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return b.respondErr(err, "reading config failed")
+	}
+	next := *cfg
+	if v, ok := d.GetOk("issuer"); ok {
+		next.Issuer = v.(string)
+	}
+	if err := b.saveConfig(ctx, req.Storage, &next); err != nil {
+		return b.respondErr(err, "writing config failed")
+	}
+	return &logical.Response{Data: next.responseData()}, nil
+}
+
+func (c *config) responseData() map[string]any {
+	return map[string]any{"issuer": c.Issuer}
+}
+
+// getConfig returns the cached configuration, loading it on first use. It
+// never returns nil.
+func (b *backend) getConfig(ctx context.Context, s logical.Storage) (*config, error) {
+	b.cacheMu.RLock()
+	cfg := b.config
+	b.cacheMu.RUnlock()
+	if cfg != nil {
+		return cfg, nil
+	}
+
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if b.config != nil {
+		return b.config, nil
+	}
+	entry, err := s.Get(ctx, configPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg = &config{}
+	if entry != nil {
+		if err := entry.DecodeJSON(cfg); err != nil {
+			return nil, fmt.Errorf("decoding config: %w", err)
+		}
+	}
+	b.config = cfg
+	return cfg, nil
+}
+
+func (b *backend) saveConfig(ctx context.Context, s logical.Storage, cfg *config) error {
+	if err := cfg.validate(); err != nil {
+		return userError{err}
+	}
+	entry, err := logical.StorageEntryJSON(configPath, cfg)
+	if err != nil {
+		return fmt.Errorf("encoding config: %w", err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing config: %w", err)
+	}
+	b.dropConfig()
+	return nil
+}
+
+func (b *backend) dropConfig() {
+	b.cacheMu.Lock()
+	b.config = nil
+	b.jwks = nil
+	b.gen++
+	b.cacheMu.Unlock()
+}
+
+const pathConfigHelpSyn = `Configure the JWT secrets engine.`
+
+const pathConfigHelpDesc = `
+Sets the default issuer ("iss") of tokens. A role's own "issuer" overrides it.
+The issuer also names this mount in the OIDC discovery document at
+.well-known/openid-configuration, whose jwks_uri is <issuer>/.well-known/keys;
+for discovery to work, set it to the URL at which this mount is reachable,
+for example https://vault.example.com/v1/jwt.
+`

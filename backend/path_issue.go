@@ -1,0 +1,225 @@
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/ryanuber/go-glob"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+)
+
+func pathIssue(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "issue/" + framework.GenericNameRegex("role"),
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "issue",
+			OperationSuffix: "token",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"role": {Type: framework.TypeString, Required: true, Description: "Name of the role."},
+			"audience": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: `"aud" of the token, a string or a list; each must match the role's allowed_audiences. Default: the role's audiences.`,
+			},
+			"subject": {
+				Type:        framework.TypeString,
+				Description: `"sub" of the token; must match the role's allowed_subjects. Default: the role's subject.`,
+			},
+			"claims": {
+				Type:        framework.TypeMap,
+				Description: fmt.Sprintf(`JSON object of extra claims; each name must be in the role's allowed_claims and not pinned or reserved. At most %d bytes.`, maxClaimsBytes),
+			},
+			"ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Token lifetime; at most the role's max_ttl. Default: the role's ttl.",
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: b.pathIssue,
+				Summary:  "Issue a signed JWT for a role.",
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							"token":      {Type: framework.TypeString, Required: true, Description: "The signed JWT, compact serialization."},
+							"alg":        {Type: framework.TypeString, Required: true, Description: "JWS algorithm."},
+							"kid":        {Type: framework.TypeString, Required: true, Description: "Key ID of the signing key version."},
+							"jti":        {Type: framework.TypeString, Required: true, Description: `The token's "jti"; empty when the role sets jti=false.`},
+							"expires_at": {Type: framework.TypeString, Required: true, Description: "Expiry time, RFC 3339."},
+							"expires_in": {Type: framework.TypeInt64, Required: true, Description: "Seconds until expiry."},
+						},
+					}},
+				},
+			},
+		},
+		HelpSynopsis:    pathIssueHelpSyn,
+		HelpDescription: pathIssueHelpDesc,
+	}
+}
+
+// pathIssue signs a token. It writes nothing to storage and takes role,
+// key and config from the in-memory caches, so performance standbys serve it
+// and it costs little more than the signature.
+func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	r, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return b.respondErr(err, "issue: reading role failed", "role", name)
+	}
+	if r == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+	}
+
+	ttl := r.TTL
+	if v, ok := d.GetOk("ttl"); ok {
+		ttl = time.Duration(v.(int)) * time.Second
+		if ttl <= 0 {
+			return badRequest(`invalid "ttl": must be positive`)
+		}
+		if ttl > r.MaxTTL {
+			return badRequest(`invalid "ttl" %s: greater than role %q's max_ttl %s`, ttl, name, r.MaxTTL)
+		}
+	}
+
+	sub := r.Subject
+	if v, ok := d.GetOk("subject"); ok && v.(string) != "" {
+		sub = v.(string)
+		if len(r.AllowedSubjects) == 0 {
+			return badRequest(`invalid "subject": role %q does not let callers choose the subject (allowed_subjects is empty)`, name)
+		}
+		if !matchAny(r.AllowedSubjects, sub) {
+			return badRequest(`invalid "subject" %q: matches none of role %q's allowed_subjects`, sub, name)
+		}
+	}
+
+	aud := r.Audiences
+	if v, ok := d.GetOk("audience"); ok && len(v.([]string)) > 0 {
+		aud = v.([]string)
+		if len(r.AllowedAudiences) == 0 {
+			return badRequest(`invalid "audience": role %q does not let callers choose the audience (allowed_audiences is empty)`, name)
+		}
+		if err := validateList("audience", aud); err != nil {
+			return badRequest("%s", err)
+		}
+		for _, a := range aud {
+			if !matchAny(r.AllowedAudiences, a) {
+				return badRequest(`invalid "audience" %q: matches none of role %q's allowed_audiences`, a, name)
+			}
+		}
+	}
+
+	var extra map[string]any
+	if v, ok := d.GetOk("claims"); ok {
+		extra = v.(map[string]any)
+		if err := validateClaims("claims", extra); err != nil {
+			return badRequest("%s", err)
+		}
+		for c := range extra {
+			if _, pinned := r.Claims[c]; pinned {
+				return badRequest(`invalid "claims": %q is pinned by role %q and cannot be overridden`, c, name)
+			}
+			if !slices.Contains(r.AllowedClaims, c) {
+				return badRequest(`invalid "claims": %q is not in role %q's allowed_claims`, c, name)
+			}
+		}
+	}
+
+	iss := r.Issuer
+	if iss == "" {
+		cfg, err := b.getConfig(ctx, req.Storage)
+		if err != nil {
+			return b.respondErr(err, "issue: reading config failed", "role", name)
+		}
+		iss = cfg.Issuer
+	}
+	if iss == "" {
+		return badRequest(`no issuer: set "issuer" on jwt/config or on role %q`, name)
+	}
+
+	k, err := b.getKey(ctx, req.Storage, r.Key)
+	if err != nil {
+		return b.respondErr(err, "issue: reading key failed", "role", name, "key", r.Key)
+	}
+	if k == nil {
+		return b.respondErr(fmt.Errorf("role %q names key %q, which does not exist", name, r.Key), "issue: key missing", "role", name, "key", r.Key)
+	}
+	s := k.currentSigner()
+
+	now := b.now()
+	issuedAt := now.Add(-r.NotBeforeSkew).Unix()
+	exp := now.Add(ttl).Truncate(time.Second)
+
+	claims := make(map[string]any, len(r.Claims)+len(extra)+7)
+	maps.Copy(claims, r.Claims)
+	maps.Copy(claims, extra)
+	claims["iss"] = iss
+	claims["iat"] = issuedAt
+	claims["nbf"] = issuedAt
+	claims["exp"] = exp.Unix()
+	if sub != "" {
+		claims["sub"] = sub
+	}
+	switch len(aud) {
+	case 0:
+	case 1:
+		claims["aud"] = aud[0]
+	default:
+		claims["aud"] = aud
+	}
+	var jti string
+	if r.JTI {
+		jti = newJTI()
+		claims["jti"] = jti
+	}
+
+	token, err := signer.Compact(ctx, s, r.Typ, claims)
+	if err != nil {
+		return b.respondErr(err, "issue: signing failed", "role", name, "key", r.Key, "kid", s.KeyID())
+	}
+	return &logical.Response{Data: map[string]any{
+		"token":      token,
+		"alg":        string(s.Algorithm()),
+		"kid":        s.KeyID(),
+		"jti":        jti,
+		"expires_at": exp.UTC().Format(time.RFC3339),
+		"expires_in": int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
+	}}, nil
+}
+
+func matchAny(patterns []string, v string) bool {
+	for _, p := range patterns {
+		if glob.Glob(p, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// newJTI returns 128 random bits, base64url-encoded.
+func newJTI() string {
+	var b [16]byte
+	rand.Read(b[:]) // never returns an error; crashes the program if the OS cannot provide randomness
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+const pathIssueHelpSyn = `Issue a signed JWT for a role.`
+
+const pathIssueHelpDesc = `
+Returns a JWT signed by the current version of the role's key, with
+"iss", "iat", "nbf", "exp" and (unless the role turns it off) a random
+"jti" set by the engine. The caller may ask for an audience, a subject,
+extra claims and a ttl, each only as far as the role allows; anything else
+is refused with a 400 that names the field. Nothing is stored and no lease
+is created: a JWT cannot be revoked through Vault's lease system.
+`

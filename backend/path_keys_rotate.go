@@ -1,0 +1,67 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathKeysRotate(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "keys/" + framework.GenericNameRegex("name") + "/rotate",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "rotate",
+			OperationSuffix: "key",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {Type: framework.TypeString, Required: true, Description: "Name of the key."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:  b.pathKeyRotate,
+				Summary:   "Rotate a key: a new version starts signing now.",
+				Responses: keyResponses,
+			},
+		},
+		HelpSynopsis:    "Rotate a signing key.",
+		HelpDescription: pathKeysRotateHelpDesc,
+	}
+}
+
+func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+
+	k, err := loadKey(ctx, req.Storage, name)
+	if err != nil {
+		return b.respondErr(err, "reading key failed", "key", name)
+	}
+	if k == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("key %q does not exist", name))
+	}
+	k = k.clone()
+	if err := b.rotateKey(ctx, k, b.now()); err != nil {
+		return b.respondErr(err, "rotating key failed", "key", name)
+	}
+	if err := b.saveKey(ctx, req.Storage, k); err != nil {
+		return b.respondErr(err, "writing key failed", "key", name)
+	}
+	b.Logger().Info("rotated key", "key", name, "version", k.LatestVersion, "kid", k.current().KeyID)
+	e, err := b.getKey(ctx, req.Storage, name)
+	if err != nil || e == nil {
+		return b.respondErr(fmt.Errorf("reading back key %q: %v", name, err), "rotating key failed", "key", name)
+	}
+	return b.keyResponse(name, e)
+}
+
+const pathKeysRotateHelpDesc = `
+Adds a new version to the key and makes it the signing version at once.
+The previous version stays in the JWKS for the key's verification_ttl, so
+tokens it signed keep verifying; after that it is removed, private key and
+all. Verifiers that cache the JWKS see the new kid on their next fetch.
+`

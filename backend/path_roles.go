@@ -1,0 +1,278 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathRolesList(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "roles/?$",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{
+				Callback: b.pathRolesList,
+				Summary:  "List roles.",
+			},
+		},
+		HelpSynopsis:    "List the names of the roles.",
+		HelpDescription: "Lists every role of this mount by name.",
+	}
+}
+
+func pathRoles(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "roles/" + framework.GenericNameRegex("name"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {Type: framework.TypeString, Required: true, Description: "Name of the role."},
+			"key": {
+				Type:        framework.TypeString,
+				Description: "Name of the signing key (jwt/keys/<name>). Required.",
+			},
+			"issuer": {
+				Type:        framework.TypeString,
+				Description: `"iss" of this role's tokens; overrides the issuer in jwt/config.`,
+			},
+			"ttl": {
+				Type:        framework.TypeDurationSecond,
+				Default:     int(defaultTTL.Seconds()),
+				Description: "Default token lifetime.",
+			},
+			"max_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Default:     int(defaultMaxTTL.Seconds()),
+				Description: "Longest lifetime a caller may ask for. At most the key's verification_ttl.",
+			},
+			"audiences": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: `Default "aud": used when the caller asks for none.`,
+			},
+			"allowed_audiences": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: `Glob patterns ("*" matches any run of characters) a caller's "audience" must match. Empty: callers may not choose the audience.`,
+			},
+			"subject": {
+				Type:        framework.TypeString,
+				Description: `Default "sub": used when the caller asks for none.`,
+			},
+			"allowed_subjects": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: `Glob patterns a caller's "subject" must match. Empty: callers may not choose the subject.`,
+			},
+			"claims": {
+				Type:        framework.TypeMap,
+				Description: fmt.Sprintf(`JSON object of claims pinned into every token; callers can never override them. Reserved names (iss, sub, aud, exp, nbf, iat, jti) are refused. At most %d bytes.`, maxClaimsBytes),
+			},
+			"allowed_claims": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: `Names of claims a caller may set on issue. Reserved and pinned names are refused.`,
+			},
+			"not_before_skew": {
+				Type:        framework.TypeDurationSecond,
+				Default:     0,
+				Description: `Backdate "iat" and "nbf" by this much, for verifiers whose clocks run slow. At most 1h.`,
+			},
+			"typ": {
+				Type:        framework.TypeString,
+				Default:     defaultTyp,
+				Description: `"typ" header of the tokens, such as JWT or at+jwt.`,
+			},
+			"jti": {
+				Type:        framework.TypeBool,
+				Default:     true,
+				Description: `Give each token a unique "jti" of 128 random bits.`,
+			},
+		},
+		ExistenceCheck: b.roleExists,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:     b.pathRoleWrite,
+				Summary:      "Create a role.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "create"},
+				Responses:    roleResponses,
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.pathRoleWrite,
+				Summary:      "Update a role; fields not sent keep their values.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "update"},
+				Responses:    roleResponses,
+			},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathRoleRead,
+				Summary:      "Read a role.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses:    roleResponses,
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:     b.pathRoleDelete,
+				Summary:      "Delete a role.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"},
+				Responses: map[int][]framework.Response{
+					http.StatusNoContent: {{Description: "No Content"}},
+				},
+			},
+		},
+		HelpSynopsis:    pathRolesHelpSyn,
+		HelpDescription: pathRolesHelpDesc,
+	}
+}
+
+var roleResponses = map[int][]framework.Response{
+	http.StatusOK: {{
+		Description: "OK",
+		Fields: map[string]*framework.FieldSchema{
+			"name":              {Type: framework.TypeString, Required: true},
+			"key":               {Type: framework.TypeString, Required: true},
+			"issuer":            {Type: framework.TypeString, Required: true},
+			"ttl":               {Type: framework.TypeDurationSecond, Required: true},
+			"max_ttl":           {Type: framework.TypeDurationSecond, Required: true},
+			"audiences":         {Type: framework.TypeStringSlice, Required: true},
+			"allowed_audiences": {Type: framework.TypeStringSlice, Required: true},
+			"subject":           {Type: framework.TypeString, Required: true},
+			"allowed_subjects":  {Type: framework.TypeStringSlice, Required: true},
+			"claims":            {Type: framework.TypeMap, Required: true},
+			"allowed_claims":    {Type: framework.TypeStringSlice, Required: true},
+			"not_before_skew":   {Type: framework.TypeDurationSecond, Required: true},
+			"typ":               {Type: framework.TypeString, Required: true},
+			"jti":               {Type: framework.TypeBool, Required: true},
+		},
+	}},
+}
+
+func (b *backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	entry, err := req.Storage.Get(ctx, rolePrefix+d.Get("name").(string))
+	if err != nil {
+		return false, fmt.Errorf("reading role: %w", err)
+	}
+	return entry != nil, nil
+}
+
+func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, rolePrefix)
+	if err != nil {
+		return b.respondErr(fmt.Errorf("listing roles: %w", err), "listing roles failed")
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	r, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return b.respondErr(err, "reading role failed", "role", name)
+	}
+	if r == nil {
+		return nil, nil
+	}
+	return &logical.Response{Data: r.responseData()}, nil
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+
+	r, err := loadRole(ctx, req.Storage, name)
+	if err != nil {
+		return b.respondErr(err, "reading role failed", "role", name)
+	}
+	if r == nil {
+		r = &role{Name: name, TTL: defaultTTL, MaxTTL: defaultMaxTTL, Typ: defaultTyp, JTI: true}
+		// A role created with only a short max_ttl gets it as its ttl.
+		if v, ok := d.GetOk("max_ttl"); ok {
+			if _, ttlSet := d.GetOk("ttl"); !ttlSet {
+				r.TTL = min(r.TTL, time.Duration(v.(int))*time.Second)
+			}
+		}
+	}
+	strs := map[string]*string{"key": &r.Key, "issuer": &r.Issuer, "subject": &r.Subject, "typ": &r.Typ}
+	for field, dst := range strs {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(string)
+		}
+	}
+	lists := map[string]*[]string{
+		"audiences": &r.Audiences, "allowed_audiences": &r.AllowedAudiences,
+		"allowed_subjects": &r.AllowedSubjects, "allowed_claims": &r.AllowedClaims,
+	}
+	for field, dst := range lists {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.([]string)
+		}
+	}
+	durations := map[string]*time.Duration{"ttl": &r.TTL, "max_ttl": &r.MaxTTL, "not_before_skew": &r.NotBeforeSkew}
+	for field, dst := range durations {
+		if v, ok := d.GetOk(field); ok {
+			*dst = time.Duration(v.(int)) * time.Second
+		}
+	}
+	if v, ok := d.GetOk("claims"); ok {
+		r.Claims = v.(map[string]any)
+	}
+	if v, ok := d.GetOk("jti"); ok {
+		r.JTI = v.(bool)
+	}
+
+	if err := b.saveRole(ctx, req.Storage, r); err != nil {
+		return b.respondErr(err, "writing role failed", "role", name)
+	}
+	return &logical.Response{Data: r.responseData()}, nil
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
+		return b.respondErr(fmt.Errorf("deleting role %q: %w", name, err), "deleting role failed", "role", name)
+	}
+	b.dropRole(name)
+	return nil, nil
+}
+
+func (r *role) responseData() map[string]any {
+	nonNil := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	claims := r.Claims
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	return map[string]any{
+		"name":              r.Name,
+		"key":               r.Key,
+		"issuer":            r.Issuer,
+		"ttl":               int64(r.TTL.Seconds()),
+		"max_ttl":           int64(r.MaxTTL.Seconds()),
+		"audiences":         nonNil(r.Audiences),
+		"allowed_audiences": nonNil(r.AllowedAudiences),
+		"subject":           r.Subject,
+		"allowed_subjects":  nonNil(r.AllowedSubjects),
+		"claims":            claims,
+		"allowed_claims":    nonNil(r.AllowedClaims),
+		"not_before_skew":   int64(r.NotBeforeSkew.Seconds()),
+		"typ":               r.Typ,
+		"jti":               r.JTI,
+	}
+}
+
+const pathRolesHelpSyn = `Manage roles: which key signs, and what claims a token may carry.`
+
+const pathRolesHelpDesc = `
+A role names a signing key and fixes what the tokens issued through
+jwt/issue/<role> may say. Claims in "claims", "subject" and "audiences" are
+the defaults or pins; a caller may only choose an audience matching
+"allowed_audiences", a subject matching "allowed_subjects", and claims named
+in "allowed_claims", and never a pinned or reserved claim (iss, sub, aud,
+exp, nbf, iat, jti). Guard jwt/roles/* with Vault policy for the security
+team, and give applications only "update" on jwt/issue/<role>.
+`

@@ -1,0 +1,64 @@
+package backend
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/local"
+)
+
+// providerLocal generates keys in the engine and stores them seal-wrapped.
+const providerLocal = "local"
+
+// keyProvider is where a key's versions come from and how they sign. The
+// backend holds one per provider name in a field, so tests inject their own
+// and mounts never share state.
+type keyProvider interface {
+	// create makes the material for a new version of k, filling in
+	// KeyID and PublicKey (and whatever the provider stores to sign).
+	create(ctx context.Context, k *key) (*keyVersion, error)
+	// signer builds the signer for a stored version of k.
+	signer(k *key, v *keyVersion) (signer.Signer, error)
+}
+
+func (b *backend) provider(name string) (keyProvider, error) {
+	p, ok := b.providers[name]
+	if !ok {
+		return nil, fmt.Errorf("no key provider %q", name)
+	}
+	return p, nil
+}
+
+// localProvider generates keys with crypto/rand; the private key is kept as
+// PKCS #8 in the seal-wrapped key entry.
+type localProvider struct{}
+
+func (localProvider) create(_ context.Context, k *key) (*keyVersion, error) {
+	priv, err := local.Generate(k.Algorithm, k.RSABits)
+	if err != nil {
+		return nil, err
+	}
+	der, err := local.MarshalPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		return nil, err
+	}
+	kid, err := signer.Thumbprint(priv.Public())
+	if err != nil {
+		return nil, err
+	}
+	return &keyVersion{KeyID: kid, PublicKey: pub, PrivateKey: der}, nil
+}
+
+func (localProvider) signer(k *key, v *keyVersion) (signer.Signer, error) {
+	priv, err := local.ParsePrivateKey(v.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	return local.New(k.Algorithm, v.KeyID, priv)
+}

@@ -1,0 +1,235 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Role settings' defaults and limits.
+const (
+	defaultTTL    = 5 * time.Minute
+	defaultMaxTTL = time.Hour
+	defaultTyp    = "JWT"
+	// maxClaimsBytes caps a claims object, as JSON: a role's pinned claims
+	// and a caller's claims each.
+	maxClaimsBytes = 16 << 10
+	// maxNotBeforeSkew caps how far iat and nbf may be backdated.
+	maxNotBeforeSkew = time.Hour
+	maxSubjectLen    = 1024
+	maxListItems     = 256
+)
+
+// reservedClaims can never be set through a claims object: the engine sets
+// them. "sub" and "aud" have fields of their own.
+var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
+
+// typRe is what a "typ" header may hold: a media type name, short form
+// ("JWT", "at+jwt", "application/secevent+jwt").
+var typRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+\-/]{0,63}$`)
+
+// role says what tokens a caller of issue/<name> gets, stored at
+// role/<name>.
+type role struct {
+	Name             string         `json:"name"`
+	Key              string         `json:"key"`
+	Issuer           string         `json:"issuer,omitempty"`
+	TTL              time.Duration  `json:"ttl"`
+	MaxTTL           time.Duration  `json:"max_ttl"`
+	Audiences        []string       `json:"audiences,omitempty"`
+	AllowedAudiences []string       `json:"allowed_audiences,omitempty"`
+	Subject          string         `json:"subject,omitempty"`
+	AllowedSubjects  []string       `json:"allowed_subjects,omitempty"`
+	Claims           map[string]any `json:"claims,omitempty"`
+	AllowedClaims    []string       `json:"allowed_claims,omitempty"`
+	NotBeforeSkew    time.Duration  `json:"not_before_skew"`
+	Typ              string         `json:"typ"`
+	JTI              bool           `json:"jti"`
+}
+
+// validate checks the invariants a stored role must keep on its own;
+// save checks those that involve its key.
+func (r *role) validate() error {
+	if r.Name == "" {
+		return fmt.Errorf(`invalid "name": must not be empty`)
+	}
+	if r.Key == "" {
+		return fmt.Errorf(`invalid "key": required; name the signing key (jwt/keys/<name>)`)
+	}
+	if err := validateIssuer(r.Issuer); err != nil {
+		return err
+	}
+	if r.TTL <= 0 {
+		return fmt.Errorf(`invalid "ttl": must be positive`)
+	}
+	if r.MaxTTL <= 0 {
+		return fmt.Errorf(`invalid "max_ttl": must be positive`)
+	}
+	if r.TTL > r.MaxTTL {
+		return fmt.Errorf(`invalid "ttl" %s: greater than max_ttl %s`, r.TTL, r.MaxTTL)
+	}
+	if r.NotBeforeSkew < 0 || r.NotBeforeSkew > maxNotBeforeSkew {
+		return fmt.Errorf(`invalid "not_before_skew" %s: must be between 0 and %s`, r.NotBeforeSkew, maxNotBeforeSkew)
+	}
+	if !typRe.MatchString(r.Typ) {
+		return fmt.Errorf(`invalid "typ" %q: must be 1 to 64 characters of letters, digits and . + - /, such as JWT or at+jwt`, r.Typ)
+	}
+	if len(r.Subject) > maxSubjectLen {
+		return fmt.Errorf(`invalid "subject": longer than %d characters`, maxSubjectLen)
+	}
+	for field, list := range map[string][]string{
+		"audiences": r.Audiences, "allowed_audiences": r.AllowedAudiences,
+		"allowed_subjects": r.AllowedSubjects, "allowed_claims": r.AllowedClaims,
+	} {
+		if err := validateList(field, list); err != nil {
+			return err
+		}
+	}
+	if err := validateClaims("claims", r.Claims); err != nil {
+		return err
+	}
+	for _, name := range r.AllowedClaims {
+		if slices.Contains(reservedClaims, name) {
+			return fmt.Errorf(`invalid "allowed_claims": %q is reserved; the engine sets it (use "audience" or "subject" on issue where the role allows)`, name)
+		}
+		if _, pinned := r.Claims[name]; pinned {
+			return fmt.Errorf(`invalid "allowed_claims": %q is pinned by "claims"; callers can never override a pinned claim`, name)
+		}
+	}
+	return nil
+}
+
+func validateList(field string, list []string) error {
+	if len(list) > maxListItems {
+		return fmt.Errorf("invalid %q: more than %d entries", field, maxListItems)
+	}
+	for _, v := range list {
+		if v == "" {
+			return fmt.Errorf("invalid %q: entries must not be empty", field)
+		}
+		if len(v) > maxSubjectLen {
+			return fmt.Errorf("invalid %q: entry longer than %d characters", field, maxSubjectLen)
+		}
+	}
+	return nil
+}
+
+// validateClaims checks a claims object, a role's or a caller's: at most
+// maxClaimsBytes as JSON, no empty names, no reserved names.
+func validateClaims(field string, claims map[string]any) error {
+	if len(claims) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(claims)
+	if err != nil {
+		return fmt.Errorf("invalid %q: not encodable as JSON: %v", field, err)
+	}
+	if len(raw) > maxClaimsBytes {
+		return fmt.Errorf("invalid %q: %d bytes of JSON, more than the limit of %d", field, len(raw), maxClaimsBytes)
+	}
+	for name := range claims {
+		if name == "" {
+			return fmt.Errorf("invalid %q: claim names must not be empty", field)
+		}
+		if slices.Contains(reservedClaims, name) {
+			return fmt.Errorf(`invalid %q: %q is a reserved claim; the engine sets iss, exp, nbf, iat and jti, and sub and aud come only from the "subject" and "audience(s)" fields`, field, name)
+		}
+	}
+	return nil
+}
+
+// getRole returns the cached role named name, loading it on a miss; nil if
+// there is no such role.
+func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
+	b.cacheMu.RLock()
+	r := b.roles[name]
+	b.cacheMu.RUnlock()
+	if r != nil {
+		return r, nil
+	}
+
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if r := b.roles[name]; r != nil {
+		return r, nil
+	}
+	r, err := loadRole(ctx, s, name)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	b.roles[name] = r
+	return r, nil
+}
+
+func loadRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
+	entry, err := s.Get(ctx, rolePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading role %q: %w", name, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	r := &role{}
+	if err := entry.DecodeJSON(r); err != nil {
+		return nil, fmt.Errorf("decoding role %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// saveRole validates r, checks its key exists and publishes long enough,
+// writes it and drops the cached copy. Call with writeMu held.
+func (b *backend) saveRole(ctx context.Context, s logical.Storage, r *role) error {
+	if err := r.validate(); err != nil {
+		return userError{err}
+	}
+	k, err := loadKey(ctx, s, r.Key)
+	if err != nil {
+		return err
+	}
+	if k == nil {
+		return userError{fmt.Errorf(`invalid "key": key %q does not exist; create it with jwt/keys/%s first`, r.Key, r.Key)}
+	}
+	if r.MaxTTL > k.VerificationTTL {
+		return userError{fmt.Errorf(`invalid "max_ttl" %s: longer than the verification_ttl %s of key %q, so tokens could outlive their key's publication`,
+			r.MaxTTL, k.VerificationTTL, k.Name)}
+	}
+	entry, err := logical.StorageEntryJSON(rolePrefix+r.Name, r)
+	if err != nil {
+		return fmt.Errorf("encoding role %q: %w", r.Name, err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing role %q: %w", r.Name, err)
+	}
+	b.dropRole(r.Name)
+	return nil
+}
+
+func (b *backend) dropRole(name string) {
+	b.cacheMu.Lock()
+	delete(b.roles, name)
+	b.cacheMu.Unlock()
+}
+
+// rolesUsingKey returns the roles that sign with the key named keyName.
+func (b *backend) rolesUsingKey(ctx context.Context, s logical.Storage, keyName string) ([]*role, error) {
+	names, err := s.List(ctx, rolePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing roles: %w", err)
+	}
+	var out []*role
+	for _, n := range names {
+		r, err := loadRole(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && r.Key == keyName {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
