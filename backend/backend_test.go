@@ -186,8 +186,7 @@ func (tb *testBackend) wantBadRequest(t *testing.T, op logical.Operation, path s
 	if resp == nil || !resp.IsError() {
 		t.Fatalf("%s %s: want an error response, got resp=%#v err=%v", op, path, resp, err)
 	}
-	code, _ := logical.RespondErrorCommon(&logical.Request{Operation: op, Path: path}, resp, err)
-	if code != 400 {
+	if code := httpStatus(op, path, resp, err); code != 400 {
 		t.Fatalf("%s %s: status %d, want 400 (%v)", op, path, code, resp.Error())
 	}
 	msg := resp.Error().Error()
@@ -199,6 +198,16 @@ func (tb *testBackend) wantBadRequest(t *testing.T, op logical.Operation, path s
 	if after := tb.snapshot(t); !maps.Equal(before, after) {
 		t.Errorf("%s %s: refused request changed storage", op, path)
 	}
+}
+
+// httpStatus is the status Vault's HTTP layer sends for a handler result.
+func httpStatus(op logical.Operation, path string, resp *logical.Response, err error) int {
+	code, _ := logical.RespondErrorCommon(&logical.Request{Operation: op, Path: path}, resp, err)
+	if code == 0 {
+		return 200
+	}
+	logical.AdjustErrorStatusCode(&code, err)
+	return code
 }
 
 func decodeJSON(t testing.TB, raw []byte, v any) {

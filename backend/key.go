@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -185,11 +186,26 @@ func (k *key) clone() *key {
 type keyEntry struct {
 	key     *key
 	signers map[int]signer.Signer
+	// headers caches the current signer's encoded JWS header by typ.
+	headers sync.Map
 }
 
 // currentSigner is the signer of the current version.
 func (e *keyEntry) currentSigner() signer.Signer {
 	return e.signers[e.key.LatestVersion]
+}
+
+// header is the encoded JWS header of the current signer for typ.
+func (e *keyEntry) header(typ string) (string, error) {
+	if h, ok := e.headers.Load(typ); ok {
+		return h.(string), nil
+	}
+	h, err := signer.EncodeHeader(e.currentSigner(), typ)
+	if err != nil {
+		return "", err
+	}
+	e.headers.Store(typ, h)
+	return h, nil
 }
 
 // responseData is what reading a key returns: settings and the public JWK

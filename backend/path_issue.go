@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -159,34 +158,23 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	now := b.now()
 	issuedAt := now.Add(-r.NotBeforeSkew).Unix()
 	exp := now.Add(ttl).Truncate(time.Second)
-
-	claims := make(map[string]any, len(r.Claims)+len(extra)+7)
-	maps.Copy(claims, r.Claims)
-	maps.Copy(claims, extra)
-	claims["iss"] = iss
-	claims["iat"] = issuedAt
-	claims["nbf"] = issuedAt
-	claims["exp"] = exp.Unix()
-	if sub != "" {
-		claims["sub"] = sub
-	}
-	switch len(aud) {
-	case 0:
-	case 1:
-		claims["aud"] = aud[0]
-	default:
-		claims["aud"] = aud
-	}
-	var jti string
+	claims := tokenClaims{iss: iss, sub: sub, aud: aud, iat: issuedAt, nbf: issuedAt, exp: exp.Unix(), pinned: r.pinned, extra: extra}
 	if r.JTI {
-		jti = newJTI()
-		claims["jti"] = jti
+		claims.jti = newJTI()
 	}
-
-	token, err := signer.Compact(ctx, s, r.Typ, claims)
+	payload, err := claims.encode()
+	if err != nil {
+		return b.respondErr(err, "issue: encoding claims failed", "role", name)
+	}
+	header, err := k.header(r.Typ)
+	if err != nil {
+		return b.respondErr(err, "issue: encoding header failed", "role", name, "key", r.Key)
+	}
+	token, err := signer.SignCompact(ctx, s, header, payload)
 	if err != nil {
 		return b.respondErr(err, "issue: signing failed", "role", name, "key", r.Key, "kid", s.KeyID())
 	}
+	jti := claims.jti
 	return &logical.Response{Data: map[string]any{
 		"token":      token,
 		"alg":        string(s.Algorithm()),

@@ -50,6 +50,9 @@ type role struct {
 	NotBeforeSkew    time.Duration  `json:"not_before_skew"`
 	Typ              string         `json:"typ"`
 	JTI              bool           `json:"jti"`
+
+	// pinned is Claims encoded once as JSON object members, for issue.
+	pinned []byte
 }
 
 // validate checks the invariants a stored role must keep on its own;
@@ -177,6 +180,9 @@ func loadRole(ctx context.Context, s logical.Storage, name string) (*role, error
 	r := &role{}
 	if err := entry.DecodeJSON(r); err != nil {
 		return nil, fmt.Errorf("decoding role %q: %w", name, err)
+	}
+	if r.pinned, err = objectMembers(r.Claims); err != nil {
+		return nil, fmt.Errorf("role %q: %w", name, err)
 	}
 	return r, nil
 }

@@ -1,0 +1,142 @@
+package backend
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+)
+
+// jwksKids reads the JWKS as a verifier would and returns its kids.
+func jwksKids(t *testing.T, tb *testBackend) []string {
+	t.Helper()
+	set, _ := readJWKS(t, tb, "jwks")
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.Kid)
+	}
+	return kids
+}
+
+func readJWKS(t *testing.T, tb *testBackend, path string) (signer.JWKSet, *logical.Response) {
+	t.Helper()
+	resp := tb.mustRead(t, path)
+	if ct := resp.Data[logical.HTTPContentType]; ct != "application/jwk-set+json" {
+		t.Fatalf("content type %v", ct)
+	}
+	if code := resp.Data[logical.HTTPStatusCode]; code != 200 {
+		t.Fatalf("status %v", code)
+	}
+	raw := resp.Data[logical.HTTPRawBody].([]byte)
+	var generic map[string][]map[string]any
+	decodeJSON(t, raw, &generic)
+	seen := map[string]bool{}
+	for _, k := range generic["keys"] {
+		for _, member := range []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"} {
+			if _, ok := k[member]; ok {
+				t.Fatalf("JWK has private member %q", member)
+			}
+		}
+		kid, _ := k["kid"].(string)
+		if kid == "" || seen[kid] {
+			t.Fatalf("JWK kid %q empty or repeated", kid)
+		}
+		seen[kid] = true
+	}
+	var set signer.JWKSet
+	decodeJSON(t, raw, &set)
+	return set, resp
+}
+
+func TestJWKS(t *testing.T) {
+	tb := getTestBackend(t)
+	set, resp := readJWKS(t, tb, "jwks")
+	if len(set.Keys) != 0 || string(resp.Data[logical.HTTPRawBody].([]byte)) != `{"keys":[]}` {
+		t.Fatalf("empty JWKS: %s", resp.Data[logical.HTTPRawBody])
+	}
+	for _, alg := range signer.Algorithms() {
+		tb.mustWrite(t, "keys/"+strings.ToLower(string(alg)), map[string]any{"algorithm": string(alg)})
+	}
+	set, resp = readJWKS(t, tb, "jwks")
+	if len(set.Keys) != len(signer.Algorithms()) {
+		t.Fatalf("JWKS has %d keys", len(set.Keys))
+	}
+	if cc := resp.Data[logical.HTTPCacheControlHeader]; cc != "public, max-age=300" {
+		t.Fatalf("Cache-Control %v", cc)
+	}
+	same, _ := readJWKS(t, tb, ".well-known/keys")
+	a, _ := json.Marshal(set)
+	b, _ := json.Marshal(same)
+	if string(a) != string(b) {
+		t.Fatal("jwks and .well-known/keys differ")
+	}
+
+	// Every JWK is the key's public key, with full-width EC coordinates.
+	for _, jwk := range set.Keys {
+		name := strings.ToLower(jwk.Alg)
+		k, err := loadKey(t.Context(), tb.storage, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(k.current().PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := signer.PublicJWK(signer.Algorithm(jwk.Alg), k.current().KeyID, pub)
+		if want != jwk {
+			t.Errorf("%s: JWKS has %+v, want %+v", name, jwk, want)
+		}
+		if tp, _ := signer.Thumbprint(pub); tp != jwk.Kid {
+			t.Errorf("%s: kid %s is not the RFC 7638 thumbprint %s", name, jwk.Kid, tp)
+		}
+		if in := signer.Algorithm(jwk.Alg).Info(); in.KeyType == signer.KeyTypeEC {
+			width := (in.SignatureSize/2*8 + 5) / 6 // base64url chars of one coordinate
+			if len(jwk.X) != width || len(jwk.Y) != width {
+				t.Errorf("%s: coordinates are %d and %d chars, want %d", jwk.Alg, len(jwk.X), len(jwk.Y), width)
+			}
+		}
+	}
+}
+
+// TestJWKSMaxAgeNeverOutlivesPublication: a verifier caching the JWKS must
+// not keep trusting a version past its publication.
+func TestJWKSMaxAgeNeverOutlivesPublication(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"verification_ttl": "1h"})
+	tb.mustWrite(t, "keys/k/rotate", nil)
+	for _, tc := range []struct {
+		advance time.Duration
+		want    string
+	}{
+		{0, "public, max-age=300"},
+		{58 * time.Minute, "public, max-age=120"},
+		{90 * time.Second, "public, max-age=30"},
+		{30 * time.Second, "public, max-age=300"}, // the old version is gone
+	} {
+		tb.clock.Add(tc.advance)
+		_, resp := readJWKS(t, tb, "jwks")
+		if cc := resp.Data[logical.HTTPCacheControlHeader]; cc != tc.want {
+			t.Fatalf("after %s: Cache-Control %v, want %s", tc.advance, cc, tc.want)
+		}
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	tb := getTestBackend(t)
+	resp := tb.mustRead(t, ".well-known/openid-configuration")
+	var doc map[string]any
+	decodeJSON(t, resp.Data[logical.HTTPRawBody].([]byte), &doc)
+	if doc["issuer"] != "https://vault.test/v1/jwt" || doc["jwks_uri"] != "https://vault.test/v1/jwt/.well-known/keys" {
+		t.Fatalf("discovery: %v", doc)
+	}
+	if algs := doc["id_token_signing_alg_values_supported"].([]any); len(algs) != 10 {
+		t.Fatalf("algs: %v", algs)
+	}
+	tb.mustWrite(t, "config", map[string]any{"issuer": ""})
+	tb.wantNotFound(t, logical.ReadOperation, ".well-known/openid-configuration", nil)
+}

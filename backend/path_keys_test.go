@@ -1,0 +1,261 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+)
+
+func TestKeyCreateEachAlgorithm(t *testing.T) {
+	tb := getTestBackend(t)
+	for _, alg := range signer.Algorithms() {
+		t.Run(string(alg), func(t *testing.T) {
+			name := "k-" + strings.ToLower(string(alg))
+			resp := tb.mustWrite(t, "keys/"+name, map[string]any{"algorithm": string(alg)})
+			if resp.Data["algorithm"] != string(alg) || resp.Data["latest_version"] != 1 {
+				t.Fatalf("created key: %#v", resp.Data)
+			}
+			read := tb.mustRead(t, "keys/"+name)
+			versions := read.Data["versions"].(map[string]any)
+			v1 := versions["1"].(map[string]any)
+			if v1["state"] != stateCurrent || v1["kid"] != read.Data["current_kid"] {
+				t.Fatalf("version 1: %#v", v1)
+			}
+			jwk := v1["public_key"].(signer.JWK)
+			if jwk.Alg != string(alg) || jwk.Kid != v1["kid"] || jwk.Use != "sig" {
+				t.Fatalf("public_key JWK: %#v", jwk)
+			}
+			assertNoPrivateMaterial(t, read.Data)
+			if in := alg.Info(); in.KeyType == signer.KeyTypeRSA && read.Data["rsa_bits"] != 2048 {
+				t.Fatalf("rsa_bits = %v, want the default 2048", read.Data["rsa_bits"])
+			}
+		})
+	}
+	list, err := tb.request(t, logical.ListOperation, "keys/", nil)
+	if err != nil || len(list.Data["keys"].([]string)) != len(signer.Algorithms()) {
+		t.Fatalf("list: %v %#v", err, list)
+	}
+}
+
+// assertNoPrivateMaterial fails if anything that looks like private key
+// material is in a response.
+func assertNoPrivateMaterial(t *testing.T, data map[string]any) {
+	t.Helper()
+	raw, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, vv := range v {
+				switch k {
+				case "d", "p", "q", "dp", "dq", "qi", "private_key", "privateKey":
+					t.Errorf("response has private member %q", k)
+				}
+				walk(vv)
+			}
+		case []any:
+			for _, vv := range v {
+				walk(vv)
+			}
+		}
+	}
+	walk(generic)
+	if strings.Contains(string(raw), "PRIVATE") {
+		t.Error("response contains PRIVATE")
+	}
+}
+
+func TestKeyRSABits(t *testing.T) {
+	tb := getTestBackend(t)
+	resp := tb.mustWrite(t, "keys/rsa3072", map[string]any{"algorithm": "PS384", "rsa_bits": 3072})
+	if resp.Data["rsa_bits"] != 3072 {
+		t.Fatalf("rsa_bits = %v", resp.Data["rsa_bits"])
+	}
+	e, err := tb.getKey(context.Background(), tb.storage, "rsa3072")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, _ := signer.PublicJWK(signer.PS384, "x", e.currentSigner().Public())
+	if n := len(jwk.N); n != 512 { // 384 bytes base64url
+		t.Fatalf("modulus is %d base64url chars, want 512", n)
+	}
+}
+
+func TestKeyBadInput(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/existing", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "keys/rsa", map[string]any{"algorithm": "RS256"})
+	for _, tc := range []struct {
+		name string
+		op   logical.Operation
+		path string
+		data map[string]any
+		want []string
+	}{
+		{"unknown algorithm", logical.CreateOperation, "keys/new", map[string]any{"algorithm": "HS256"}, []string{`"algorithm"`, "HS256", "must be one of"}},
+		{"alg none", logical.CreateOperation, "keys/new", map[string]any{"algorithm": "none"}, []string{`"algorithm"`}},
+		{"lower-case alg", logical.CreateOperation, "keys/new", map[string]any{"algorithm": "es256"}, []string{`"algorithm"`}},
+		{"unknown provider", logical.CreateOperation, "keys/new", map[string]any{"provider": "cloudhsm"}, []string{`"provider"`, "cloudhsm", "local"}},
+		{"rsa bits below 2048", logical.CreateOperation, "keys/new", map[string]any{"algorithm": "RS256", "rsa_bits": 1024}, []string{`"rsa_bits"`, "2048, 3072 or 4096"}},
+		{"rsa bits not a size we offer", logical.CreateOperation, "keys/new", map[string]any{"algorithm": "PS256", "rsa_bits": 2560}, []string{`"rsa_bits"`}},
+		{"rsa bits huge", logical.CreateOperation, "keys/new", map[string]any{"algorithm": "PS256", "rsa_bits": 16384}, []string{`"rsa_bits"`}},
+		{"rsa bits on EC", logical.CreateOperation, "keys/new", map[string]any{"algorithm": "ES256", "rsa_bits": 2048}, []string{`"rsa_bits"`, "only RS* and PS*"}},
+		{"verification ttl too short", logical.CreateOperation, "keys/new", map[string]any{"verification_ttl": "10s"}, []string{`"verification_ttl"`, "at least"}},
+		{"rotation period too short", logical.CreateOperation, "keys/new", map[string]any{"rotation_period": "10m"}, []string{`"rotation_period"`, "at least 1h"}},
+		{"negative rotation period", logical.CreateOperation, "keys/new", map[string]any{"rotation_period": "-1h"}, []string{`"rotation_period"`}},
+		{"change algorithm", logical.UpdateOperation, "keys/existing", map[string]any{"algorithm": "ES384"}, []string{`"algorithm"`, "cannot change"}},
+		{"change provider", logical.UpdateOperation, "keys/existing", map[string]any{"provider": "awskms"}, []string{`"provider"`, "cannot change"}},
+		{"change rsa bits", logical.UpdateOperation, "keys/rsa", map[string]any{"rsa_bits": 4096}, []string{`"rsa_bits"`, "cannot change"}},
+		{"bad name", logical.CreateOperation, "keys/a b", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "bad name" {
+				resp, err := tb.request(t, tc.op, tc.path, tc.data)
+				if err != logical.ErrUnsupportedPath && (resp == nil || !resp.IsError()) {
+					t.Fatalf("key name with a space accepted: %v %#v", err, resp)
+				}
+				return
+			}
+			tb.wantBadRequest(t, tc.op, tc.path, tc.data, tc.want...)
+		})
+	}
+}
+
+func TestKeyUpdate(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	kid := tb.mustRead(t, "keys/k").Data["current_kid"]
+	resp := tb.mustWrite(t, "keys/k", map[string]any{"rotation_period": "24h", "verification_ttl": "48h", "algorithm": "ES256"})
+	if resp.Data["rotation_period"] != int64(86400) || resp.Data["verification_ttl"] != int64(172800) {
+		t.Fatalf("update: %#v", resp.Data)
+	}
+	if resp.Data["current_kid"] != kid || resp.Data["latest_version"] != 1 {
+		t.Fatal("updating settings must not rotate the key")
+	}
+}
+
+func TestKeyRotate(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA", "verification_ttl": "2h"})
+	first := tb.mustRead(t, "keys/k").Data["current_kid"].(string)
+
+	tb.clock.Add(10 * time.Minute)
+	resp := tb.mustWrite(t, "keys/k/rotate", nil)
+	if resp.Data["latest_version"] != 2 || resp.Data["current_kid"] == first {
+		t.Fatalf("after rotate: %#v", resp.Data)
+	}
+	versions := resp.Data["versions"].(map[string]any)
+	v1 := versions["1"].(map[string]any)
+	if v1["state"] != statePrevious || v1["published_until"] != "2026-11-23T14:10:00Z" {
+		t.Fatalf("version 1 after rotate: %#v", v1)
+	}
+	if kids := jwksKids(t, tb); len(kids) != 2 {
+		t.Fatalf("JWKS has %v, want both versions", kids)
+	}
+
+	// Just before verification_ttl ends the old version is still there.
+	tb.clock.Add(2*time.Hour - time.Second)
+	if kids := jwksKids(t, tb); len(kids) != 2 {
+		t.Fatalf("JWKS has %v one second before the old version's publication ends", kids)
+	}
+	tb.clock.Add(time.Second)
+	if kids := jwksKids(t, tb); len(kids) != 1 || kids[0] == first {
+		t.Fatalf("JWKS has %v after the old version's publication ended", kids)
+	}
+	if _, ok := tb.mustRead(t, "keys/k").Data["versions"].(map[string]any)["1"]; ok {
+		t.Fatal("read still shows a retired version")
+	}
+
+	// The periodic function removes it from storage, private key and all.
+	if err := tb.periodic(context.Background(), &logical.Request{Storage: tb.storage}); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := loadKey(context.Background(), tb.storage, "k")
+	if len(k.Versions) != 1 || k.Versions[0].Version != 2 {
+		t.Fatalf("stored versions after tidy: %d", len(k.Versions))
+	}
+
+	tb.wantNotFound(t, logical.UpdateOperation, "keys/missing/rotate", nil)
+}
+
+func TestKeyAutomaticRotation(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/auto", map[string]any{"rotation_period": "24h"})
+	tb.mustWrite(t, "keys/manual", nil)
+	run := func() {
+		t.Helper()
+		if err := tb.periodic(context.Background(), &logical.Request{Storage: tb.storage}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.clock.Add(23 * time.Hour)
+	run()
+	if v := tb.mustRead(t, "keys/auto").Data["latest_version"]; v != 1 {
+		t.Fatalf("rotated early: version %v", v)
+	}
+	tb.clock.Add(time.Hour)
+	run()
+	if v := tb.mustRead(t, "keys/auto").Data["latest_version"]; v != 2 {
+		t.Fatalf("not rotated after rotation_period: version %v", v)
+	}
+	if v := tb.mustRead(t, "keys/manual").Data["latest_version"]; v != 1 {
+		t.Fatalf("key without rotation_period rotated: version %v", v)
+	}
+	if !strings.Contains(tb.logs.String(), `"@message":"rotated key"`) {
+		t.Error("automatic rotation was not logged")
+	}
+}
+
+func TestKeyDelete(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r1", map[string]any{"key": "k"})
+	tb.mustWrite(t, "roles/r2", map[string]any{"key": "k"})
+	tb.wantBadRequest(t, logical.DeleteOperation, "keys/k", nil, "cannot delete key", "r1, r2")
+
+	for _, r := range []string{"roles/r1", "roles/r2"} {
+		if _, err := tb.request(t, logical.DeleteOperation, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, err := tb.request(t, logical.DeleteOperation, "keys/k", nil); err != nil || resp != nil {
+		t.Fatalf("delete: %v %#v", err, resp)
+	}
+	if resp, err := tb.request(t, logical.ReadOperation, "keys/k", nil); err != nil || resp != nil {
+		t.Fatalf("read after delete: %v %#v", err, resp)
+	}
+	if kids := jwksKids(t, tb); len(kids) != 0 {
+		t.Fatalf("deleted key still in JWKS: %v", kids)
+	}
+}
+
+// TestKeyVerificationTTLCoversRoles: a key's verification_ttl may not drop
+// below the max_ttl of a role that uses it.
+func TestKeyVerificationTTLCoversRoles(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"verification_ttl": "10h"})
+	tb.mustWrite(t, "roles/long", map[string]any{"key": "k", "max_ttl": "8h"})
+	tb.wantBadRequest(t, logical.UpdateOperation, "keys/k", map[string]any{"verification_ttl": "4h"}, `"verification_ttl"`, `role "long"`)
+	tb.mustWrite(t, "keys/k", map[string]any{"verification_ttl": "8h"})
+}
+
+func (tb *testBackend) wantNotFound(t *testing.T, op logical.Operation, path string, data map[string]any) {
+	t.Helper()
+	resp, err := tb.request(t, op, path, data)
+	if code := httpStatus(op, path, resp, err); code != 404 {
+		t.Fatalf("%s %s: status %d (%v %v), want 404", op, path, httpStatus(op, path, resp, err), resp, err)
+	}
+}

@@ -1,0 +1,126 @@
+package backend
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestRoleCRUD(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	resp := tb.mustWrite(t, "roles/r", map[string]any{
+		"key":               "k",
+		"ttl":               "10m",
+		"max_ttl":           "2h",
+		"audiences":         "api,web",
+		"allowed_audiences": []string{"https://*.example.com"},
+		"subject":           "svc",
+		"claims":            `{"team":"payments","n":12345678901234567890}`,
+		"allowed_claims":    "scope",
+		"not_before_skew":   "60s",
+		"typ":               "at+jwt",
+		"jti":               false,
+	})
+	want := map[string]any{
+		"name": "r", "key": "k", "issuer": "", "ttl": int64(600), "max_ttl": int64(7200),
+		"audiences": []string{"api", "web"}, "allowed_audiences": []string{"https://*.example.com"},
+		"subject": "svc", "allowed_subjects": []string{}, "allowed_claims": []string{"scope"},
+		"not_before_skew": int64(60), "typ": "at+jwt", "jti": false,
+	}
+	read := tb.mustRead(t, "roles/r")
+	for k, v := range want {
+		if fmt.Sprint(read.Data[k]) != fmt.Sprint(v) || fmt.Sprint(resp.Data[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %#v (write: %#v), want %#v", k, read.Data[k], resp.Data[k], v)
+		}
+	}
+	// Large integers keep every digit.
+	raw, _ := json.Marshal(read.Data["claims"])
+	if string(raw) != `{"n":12345678901234567890,"team":"payments"}` {
+		t.Errorf("claims = %s", raw)
+	}
+
+	// An update changes only the fields sent.
+	tb.mustWrite(t, "roles/r", map[string]any{"ttl": "20m"})
+	read = tb.mustRead(t, "roles/r")
+	if read.Data["ttl"] != int64(1200) || read.Data["subject"] != "svc" || read.Data["typ"] != "at+jwt" {
+		t.Fatalf("after partial update: %#v", read.Data)
+	}
+
+	list, err := tb.request(t, logical.ListOperation, "roles/", nil)
+	if err != nil || fmt.Sprint(list.Data["keys"]) != "[r]" {
+		t.Fatalf("list: %v %#v", err, list)
+	}
+	if resp, err := tb.request(t, logical.DeleteOperation, "roles/r", nil); err != nil || resp != nil {
+		t.Fatalf("delete: %v %#v", err, resp)
+	}
+	if resp, err := tb.request(t, logical.ReadOperation, "roles/r", nil); err != nil || resp != nil {
+		t.Fatalf("read after delete: %v %#v", err, resp)
+	}
+}
+
+func TestRoleDefaults(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	d := tb.mustWrite(t, "roles/r", map[string]any{"key": "k"}).Data
+	if d["ttl"] != int64(300) || d["max_ttl"] != int64(3600) || d["typ"] != "JWT" || d["jti"] != true || d["not_before_skew"] != int64(0) {
+		t.Fatalf("defaults: %#v", d)
+	}
+	// A role created with only a short max_ttl takes it as its ttl.
+	d = tb.mustWrite(t, "roles/short", map[string]any{"key": "k", "max_ttl": "60s"}).Data
+	if d["ttl"] != int64(60) {
+		t.Fatalf("ttl = %v, want 60", d["ttl"])
+	}
+}
+
+func TestRoleBadInput(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"verification_ttl": "24h"})
+	tb.mustWrite(t, "roles/existing", map[string]any{"key": "k", "claims": `{"team":"a"}`})
+	big := `{"blob":"` + strings.Repeat("x", maxClaimsBytes) + `"}`
+	cases := []struct {
+		name string
+		data map[string]any
+		want []string
+	}{
+		{"no key", map[string]any{}, []string{`"key"`, "required"}},
+		{"missing key", map[string]any{"key": "nope"}, []string{`"key"`, `"nope" does not exist`}},
+		{"ttl above max_ttl", map[string]any{"key": "k", "ttl": "2h", "max_ttl": "1h"}, []string{`"ttl"`, "greater than max_ttl"}},
+		{"max_ttl above verification_ttl", map[string]any{"key": "k", "max_ttl": "48h"}, []string{`"max_ttl"`, "verification_ttl"}},
+		{"claims not JSON", map[string]any{"key": "k", "claims": `{"a":`}, []string{`"claims"`, "must be a JSON object"}},
+		{"claims an array", map[string]any{"key": "k", "claims": `[1,2]`}, []string{`"claims"`, "not an array"}},
+		{"claims a string", map[string]any{"key": "k", "claims": `"x"`}, []string{`"claims"`, "not a string"}},
+		{"claims two objects", map[string]any{"key": "k", "claims": `{} {}`}, []string{`"claims"`, "nothing after it"}},
+		{"claims a JSON array value", map[string]any{"key": "k", "claims": []any{1}}, []string{`"claims"`, "must be a JSON object"}},
+		{"claims too large", map[string]any{"key": "k", "claims": big}, []string{`"claims"`, "limit of 16384"}},
+		{"claims too large as object", map[string]any{"key": "k", "claims": map[string]any{"blob": strings.Repeat("x", maxClaimsBytes)}}, []string{`"claims"`, "limit of 16384"}},
+		{"empty claim name", map[string]any{"key": "k", "claims": `{"":1}`}, []string{`"claims"`, "must not be empty"}},
+		{"reserved allowed claim", map[string]any{"key": "k", "allowed_claims": "exp"}, []string{`"allowed_claims"`, `"exp" is reserved`}},
+		{"pinned allowed claim", map[string]any{"key": "k", "claims": `{"team":"x"}`, "allowed_claims": "team"}, []string{`"allowed_claims"`, "pinned"}},
+		{"bad typ", map[string]any{"key": "k", "typ": "JWT; evil"}, []string{`"typ"`}},
+		{"skew too large", map[string]any{"key": "k", "not_before_skew": "2h"}, []string{`"not_before_skew"`}},
+		{"bad issuer", map[string]any{"key": "k", "issuer": "https://"}, []string{`"issuer"`, "absolute URI"}},
+		{"empty audience", map[string]any{"key": "k", "audiences": []string{"a", ""}}, []string{`"audiences"`, "must not be empty"}},
+		{"zero ttl", map[string]any{"key": "k", "ttl": "0s"}, []string{`"ttl"`, "positive"}},
+		{"negative ttl", map[string]any{"key": "k", "ttl": "-5m"}, []string{"ttl"}},
+	}
+	for _, c := range reservedClaims {
+		cases = append(cases, struct {
+			name string
+			data map[string]any
+			want []string
+		}{"reserved pinned claim " + c, map[string]any{"key": "k", "claims": fmt.Sprintf(`{%q:"x"}`, c)}, []string{`"claims"`, fmt.Sprintf("%q is a reserved claim", c)}})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tb.wantBadRequest(t, logical.CreateOperation, "roles/new", tc.data, tc.want...)
+			// The same input on an existing role changes nothing either.
+			if _, hasKey := tc.data["key"]; hasKey || tc.name != "no key" {
+				tb.wantBadRequest(t, logical.UpdateOperation, "roles/existing", tc.data, tc.want...)
+			}
+		})
+	}
+}
