@@ -119,6 +119,18 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	return b.Backend.HandleRequest(ctx, req)
 }
 
+// HandleExistenceCheck runs before HandleRequest on create and update,
+// over the same fields. It only needs the name in the path, so it sees a
+// copy of the request without the JSON-object fields: the framework would
+// refuse their string form here, and HandleRequest reports a bad value as
+// a 400 naming the field.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+	if stripped, ok := withoutJSONFields(req); ok {
+		req = stripped
+	}
+	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
 func (b *backend) resetCaches() {
 	b.cacheMu.Lock()
 	defer b.cacheMu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -84,7 +87,11 @@ func getTestBackend(t testing.TB) *testBackend {
 	return tb
 }
 
-// request runs one request through HandleRequest, as Vault would.
+// request runs one request as Vault's router does: for create and update
+// on a path with an existence check, HandleExistenceCheck first and the
+// operation it picks, then HandleRequest. An existence-check error is a 400
+// if it is an errutil.UserError (as the framework's field checks are), a
+// 404 for an unknown path, and a 500 otherwise.
 func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	t.Helper()
 	// Copy data: HandleRequest may rewrite fields in place.
@@ -92,12 +99,26 @@ func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, 
 	if data != nil {
 		d = maps.Clone(data)
 	}
-	return tb.HandleRequest(context.Background(), &logical.Request{
-		Operation: op,
-		Path:      path,
-		Data:      d,
-		Storage:   tb.storage,
-	})
+	req := &logical.Request{Operation: op, Path: path, Data: d, Storage: tb.storage}
+	if op == logical.CreateOperation || op == logical.UpdateOperation {
+		checkFound, exists, err := tb.HandleExistenceCheck(context.Background(), req)
+		var userErr errutil.UserError
+		switch {
+		case errors.As(err, &userErr):
+			return logical.ErrorResponse(userErr.Error()), logical.ErrInvalidRequest
+		case errors.Is(err, logical.ErrUnsupportedPath):
+			return nil, err
+		case err != nil:
+			return nil, fmt.Errorf("existence check failed (Vault answers 500): %w", err)
+		}
+		if checkFound {
+			req.Operation = logical.CreateOperation
+			if exists {
+				req.Operation = logical.UpdateOperation
+			}
+		}
+	}
+	return tb.HandleRequest(context.Background(), req)
 }
 
 // mustWrite writes and fails the test on any error; it validates the
@@ -108,7 +129,7 @@ func (tb *testBackend) mustWrite(t testing.TB, path string, data map[string]any)
 	if exists, err := tb.exists(path); err == nil && !exists {
 		op = logical.CreateOperation
 	}
-	resp, err := tb.request(t, op, path, data)
+	resp, err := tb.request(t, logical.UpdateOperation, path, data)
 	if err != nil || (resp != nil && resp.IsError()) {
 		t.Fatalf("write %s: err=%v resp=%#v", path, err, resp)
 	}

@@ -1,0 +1,84 @@
+//go:build unix
+
+package e2e
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestBadInput sends each kind of bad input through the real vault CLI and
+// the real server: the answer must be a 400 naming the field, and keys,
+// roles and config must read exactly as before. Unit tests cover more
+// cases; this proves Vault's request path (existence checks, field
+// parsing, the gRPC boundary) keeps them 400s.
+func TestBadInput(t *testing.T) {
+	tl := loadTools(t)
+	s := startDevServer(t, tl)
+	s.installPlugin(t)
+	s.vault(t, "write", mountPath+"/keys/k", "algorithm=ES256")
+	s.vault(t, "write", mountPath+"/roles/r", "key=k", "audiences="+e2eAudience, "allowed_audiences=https://*.example.com",
+		"allowed_subjects=user-*", `claims={"team":"payments"}`, "allowed_claims=scope", "max_ttl=1h")
+
+	before := snapshotOrFail(t, s)
+
+	cases := []struct {
+		name  string
+		args  []string
+		field string
+	}{
+		{"unknown algorithm", []string{"write", mountPath + "/keys/new", "algorithm=HS256"}, `"algorithm"`},
+		{"unknown provider", []string{"write", mountPath + "/keys/new", "provider=nope"}, `"provider"`},
+		{"rsa bits below 2048", []string{"write", mountPath + "/keys/new", "algorithm=RS256", "rsa_bits=1024"}, `"rsa_bits"`},
+		{"rsa bits not offered", []string{"write", mountPath + "/keys/new", "algorithm=RS256", "rsa_bits=2500"}, `"rsa_bits"`},
+		{"role naming a missing key", []string{"write", mountPath + "/roles/new", "key=missing"}, `"key"`},
+		{"ttl above max_ttl", []string{"write", mountPath + "/roles/new", "key=k", "ttl=2h", "max_ttl=1h"}, `"ttl"`},
+		{"negative ttl", []string{"write", mountPath + "/roles/r", "ttl=-5m"}, `"ttl"`},
+		{"claims not a JSON object", []string{"write", mountPath + "/roles/r", `claims=["a"]`}, `"claims"`},
+		{"claims too large", []string{"write", mountPath + "/roles/r", `claims={"x":"` + strings.Repeat("a", 17000) + `"}`}, `"claims"`},
+		{"reserved pinned claim", []string{"write", mountPath + "/roles/r", `claims={"exp":1}`}, `"claims"`},
+		{"pinned sub through claims", []string{"write", mountPath + "/roles/r", `claims={"sub":"admin"}`}, `"claims"`},
+		{"caller claim not allowed", []string{"write", mountPath + "/issue/r", `claims={"admin":true}`}, `"claims"`},
+		{"caller reserved claim", []string{"write", mountPath + "/issue/r", `claims={"iss":"https://evil.example.com"}`}, `"claims"`},
+		{"caller overrides pinned claim", []string{"write", mountPath + "/issue/r", `claims={"team":"other"}`}, `"claims"`},
+		{"audience matching no pattern", []string{"write", mountPath + "/issue/r", "audience=https://evil.com"}, `"audience"`},
+		{"subject matching no pattern", []string{"write", mountPath + "/issue/r", "subject=admin"}, `"subject"`},
+		{"issue ttl above max_ttl", []string{"write", mountPath + "/issue/r", "ttl=3h"}, `"ttl"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.run(s.rootToken, "", tc.args...)
+			out := r.Stdout + r.Stderr
+			if r.Err == nil {
+				t.Fatalf("accepted; want a 400\n%s", redact(out))
+			}
+			if !strings.Contains(out, "Code: 400") || !strings.Contains(out, tc.field) {
+				t.Fatalf("want Code: 400 naming %s, got:\n%s", tc.field, redact(out))
+			}
+			if after := snapshotOrFail(t, s); !reflect.DeepEqual(before, after) {
+				t.Fatalf("storage changed after a refused request")
+			}
+		})
+	}
+
+	t.Run("issue on a missing role is a 404", func(t *testing.T) {
+		r := s.run(s.rootToken, "", "write", "-f", mountPath+"/issue/missing")
+		if out := r.Stdout + r.Stderr; r.Err == nil || !strings.Contains(out, "Code: 404") || !strings.Contains(out, `role "missing" does not exist`) {
+			t.Fatalf("want a 404 naming the role, got:\n%s", redact(out))
+		}
+	})
+}
+
+// snapshotOrFail reads everything a bad request could have changed.
+func snapshotOrFail(t *testing.T, s *vaultServer) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for _, p := range []string{"keys/k", "roles/r", "config"} {
+		out[p] = s.vaultJSON(t, "read", "-format=json", mountPath+"/"+p).Data
+	}
+	for _, p := range []string{"keys", "roles"} {
+		out["list "+p] = s.vault(t, "list", "-format=json", mountPath+"/"+p)
+	}
+	return out
+}
