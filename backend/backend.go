@@ -88,17 +88,19 @@ func newBackend(opts ...Option) *backend {
 			Unauthenticated: []string{"jwks", ".well-known/*"},
 			SealWrapStorage: []string{keyPrefix},
 		},
+		// The framework tries each pattern in order; no two overlap, so
+		// order only affects speed, and the hot paths come first.
 		Paths: framework.PathAppend(
+			// Issuing tokens.
+			[]*framework.Path{pathIssue(b)},
+			// Public, unauthenticated key discovery.
+			pathJWKS(b),
 			// Mount-wide settings.
 			[]*framework.Path{pathConfig(b)},
 			// Signing keys and their lifecycle.
 			[]*framework.Path{pathKeysList(b), pathKeys(b), pathKeysRotate(b)},
 			// Roles: who may get what token.
 			[]*framework.Path{pathRolesList(b), pathRoles(b)},
-			// Issuing tokens.
-			[]*framework.Path{pathIssue(b)},
-			// Public, unauthenticated key discovery.
-			pathJWKS(b),
 		),
 		Invalidate:   b.invalidate,
 		PeriodicFunc: b.periodic,
