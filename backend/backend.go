@@ -68,6 +68,11 @@ var Factory = NewFactory()
 func NewFactory(opts ...Option) logical.Factory {
 	return func(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 		b := newBackend(opts...)
+		if conf.System != nil {
+			c := *conf
+			c.System = &cachedSystemView{SystemView: conf.System}
+			conf = &c
+		}
 		if err := b.Setup(ctx, conf); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -215,5 +217,37 @@ func TestConcurrentIssueAndRotate(t *testing.T) {
 	}
 	if got := len(jwksKids(t, tb)); got != 11 {
 		t.Fatalf("JWKS has %d keys, want all 11 versions (24h verification_ttl)", got)
+	}
+}
+
+// countingSystemView counts ReplicationState calls.
+type countingSystemView struct {
+	logical.StaticSystemView
+	calls int
+}
+
+func (c *countingSystemView) ReplicationState() consts.ReplicationState {
+	c.calls++
+	return c.StaticSystemView.ReplicationState()
+}
+
+// TestReplicationStateIsCached: the framework asks for the replication
+// state on every request; in an external plugin each ask is a call to
+// Vault, so the backend answers from a short-lived cache.
+func TestReplicationStateIsCached(t *testing.T) {
+	sys := &countingSystemView{}
+	lb, err := Factory(context.Background(), &logical.BackendConfig{
+		Logger: hclog.NewNullLogger(), System: sys, StorageView: &logical.InmemStorage{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if _, err := lb.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "jwks", Storage: &logical.InmemStorage{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sys.calls != 1 {
+		t.Fatalf("ReplicationState called %d times for 50 requests, want 1", sys.calls)
 	}
 }
