@@ -147,6 +147,32 @@ func (b *backend) resetCaches() {
 	b.jwks = nil
 }
 
+// cachedLoad returns m[name], calling load on a miss and caching a non-nil
+// result. Readers share cacheMu; a miss loads under the exclusive lock and
+// checks again, so a load cannot put back an entry that a write dropped
+// (writes drop entries under the same lock, after storage has the new
+// value). m must be one of the backend's cache maps.
+func cachedLoad[T any](b *backend, m map[string]*T, name string, load func() (*T, error)) (*T, error) {
+	b.cacheMu.RLock()
+	v := m[name]
+	b.cacheMu.RUnlock()
+	if v != nil {
+		return v, nil
+	}
+
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if v := m[name]; v != nil {
+		return v, nil
+	}
+	v, err := load()
+	if err != nil || v == nil {
+		return nil, err
+	}
+	m[name] = v
+	return v, nil
+}
+
 // invalidate drops what a storage change on another node (a performance
 // standby, a replicated cluster) has made stale.
 func (b *backend) invalidate(_ context.Context, key string) {

@@ -250,27 +250,13 @@ func (e *keyEntry) responseData(now time.Time) (map[string]any, error) {
 // getKey returns the cached key named name, loading it on a miss; nil if
 // there is no such key.
 func (b *backend) getKey(ctx context.Context, s logical.Storage, name string) (*keyEntry, error) {
-	b.cacheMu.RLock()
-	e := b.keys[name]
-	b.cacheMu.RUnlock()
-	if e != nil {
-		return e, nil
-	}
-
-	b.cacheMu.Lock()
-	defer b.cacheMu.Unlock()
-	if e := b.keys[name]; e != nil {
-		return e, nil
-	}
-	k, err := loadKey(ctx, s, name)
-	if err != nil || k == nil {
-		return nil, err
-	}
-	if e, err = b.newKeyEntry(k); err != nil {
-		return nil, err
-	}
-	b.keys[name] = e
-	return e, nil
+	return cachedLoad(b, b.keys, name, func() (*keyEntry, error) {
+		k, err := loadKey(ctx, s, name)
+		if err != nil || k == nil {
+			return nil, err
+		}
+		return b.newKeyEntry(k)
+	})
 }
 
 func loadKey(ctx context.Context, s logical.Storage, name string) (*key, error) {

@@ -149,24 +149,7 @@ func validateClaims(field string, claims map[string]any) error {
 // getRole returns the cached role named name, loading it on a miss; nil if
 // there is no such role.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
-	b.cacheMu.RLock()
-	r := b.roles[name]
-	b.cacheMu.RUnlock()
-	if r != nil {
-		return r, nil
-	}
-
-	b.cacheMu.Lock()
-	defer b.cacheMu.Unlock()
-	if r := b.roles[name]; r != nil {
-		return r, nil
-	}
-	r, err := loadRole(ctx, s, name)
-	if err != nil || r == nil {
-		return nil, err
-	}
-	b.roles[name] = r
-	return r, nil
+	return cachedLoad(b, b.roles, name, func() (*role, error) { return loadRole(ctx, s, name) })
 }
 
 func loadRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
