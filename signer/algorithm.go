@@ -61,21 +61,31 @@ type Info struct {
 	// SignatureSize is the exact JWS signature length in bytes for EC
 	// (R‖S) and EdDSA; zero for RSA, where it is the modulus size.
 	SignatureSize int
+	// KMSSigningAlgorithm is the AWS KMS SigningAlgorithmSpec that makes
+	// this JWS algorithm's signatures.
+	KMSSigningAlgorithm string
+	// KMSKeySpec is the AWS KMS KeySpec a key for this algorithm must
+	// have; empty for RSA, where any of RSA_2048, RSA_3072, RSA_4096 fits.
+	KMSKeySpec string
 }
 
 // table is the one algorithm table. Every provider, the JWK encoder and the
 // verifier read it; nothing else decides what an algorithm means.
 var table = []Info{
-	{Alg: RS256, KeyType: KeyTypeRSA, Hash: crypto.SHA256},
-	{Alg: RS384, KeyType: KeyTypeRSA, Hash: crypto.SHA384},
-	{Alg: RS512, KeyType: KeyTypeRSA, Hash: crypto.SHA512},
-	{Alg: PS256, KeyType: KeyTypeRSA, Hash: crypto.SHA256, PSS: true},
-	{Alg: PS384, KeyType: KeyTypeRSA, Hash: crypto.SHA384, PSS: true},
-	{Alg: PS512, KeyType: KeyTypeRSA, Hash: crypto.SHA512, PSS: true},
-	{Alg: ES256, KeyType: KeyTypeEC, Hash: crypto.SHA256, Curve: elliptic.P256(), Crv: "P-256", SignatureSize: 64},
-	{Alg: ES384, KeyType: KeyTypeEC, Hash: crypto.SHA384, Curve: elliptic.P384(), Crv: "P-384", SignatureSize: 96},
-	{Alg: ES512, KeyType: KeyTypeEC, Hash: crypto.SHA512, Curve: elliptic.P521(), Crv: "P-521", SignatureSize: 132},
-	{Alg: EdDSA, KeyType: KeyTypeOKP, Crv: "Ed25519", SignatureSize: ed25519.SignatureSize},
+	{Alg: RS256, KeyType: KeyTypeRSA, Hash: crypto.SHA256, KMSSigningAlgorithm: "RSASSA_PKCS1_V1_5_SHA_256"},
+	{Alg: RS384, KeyType: KeyTypeRSA, Hash: crypto.SHA384, KMSSigningAlgorithm: "RSASSA_PKCS1_V1_5_SHA_384"},
+	{Alg: RS512, KeyType: KeyTypeRSA, Hash: crypto.SHA512, KMSSigningAlgorithm: "RSASSA_PKCS1_V1_5_SHA_512"},
+	{Alg: PS256, KeyType: KeyTypeRSA, Hash: crypto.SHA256, PSS: true, KMSSigningAlgorithm: "RSASSA_PSS_SHA_256"},
+	{Alg: PS384, KeyType: KeyTypeRSA, Hash: crypto.SHA384, PSS: true, KMSSigningAlgorithm: "RSASSA_PSS_SHA_384"},
+	{Alg: PS512, KeyType: KeyTypeRSA, Hash: crypto.SHA512, PSS: true, KMSSigningAlgorithm: "RSASSA_PSS_SHA_512"},
+	{Alg: ES256, KeyType: KeyTypeEC, Hash: crypto.SHA256, Curve: elliptic.P256(), Crv: "P-256", SignatureSize: 64,
+		KMSSigningAlgorithm: "ECDSA_SHA_256", KMSKeySpec: "ECC_NIST_P256"},
+	{Alg: ES384, KeyType: KeyTypeEC, Hash: crypto.SHA384, Curve: elliptic.P384(), Crv: "P-384", SignatureSize: 96,
+		KMSSigningAlgorithm: "ECDSA_SHA_384", KMSKeySpec: "ECC_NIST_P384"},
+	{Alg: ES512, KeyType: KeyTypeEC, Hash: crypto.SHA512, Curve: elliptic.P521(), Crv: "P-521", SignatureSize: 132,
+		KMSSigningAlgorithm: "ECDSA_SHA_512", KMSKeySpec: "ECC_NIST_P521"},
+	{Alg: EdDSA, KeyType: KeyTypeOKP, Crv: "Ed25519", SignatureSize: ed25519.SignatureSize,
+		KMSSigningAlgorithm: "ED25519_SHA_512", KMSKeySpec: "ECC_NIST_EDWARDS25519"},
 }
 
 // Algorithms returns every supported algorithm, in table order.

@@ -1,0 +1,362 @@
+package awskms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+)
+
+func TestValidateKeyRef(t *testing.T) {
+	for _, tc := range []struct {
+		ref string
+		ok  bool
+	}{
+		{"1234abcd-12ab-34cd-56ef-1234567890ab", true},
+		{"mrk-1234abcd12ab34cd56ef1234567890ab", true},
+		{"arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", true},
+		{"arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab", true},
+		{"alias/jwt-signing", true},
+		{"arn:aws:kms:us-east-2:111122223333:alias/jwt/signing_key-1", true},
+		{"alias/aws/ebs", false},
+		{"arn:aws:kms:us-east-2:111122223333:alias/aws/s3", false},
+		{"", false},
+		{"1234ABCD-12AB-34CD-56EF-1234567890AB", false},
+		{"jwt-signing", false},
+		{"alias/", false},
+		{"alias/has space", false},
+		{"arn:aws:kms:us-east-2:1111:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
+		{"arn:aws:s3:::bucket", false},
+	} {
+		t.Run(tc.ref, func(t *testing.T) {
+			err := ValidateKeyRef(tc.ref)
+			if tc.ok != (err == nil) {
+				t.Fatalf("ValidateKeyRef(%q) = %v, want ok=%v", tc.ref, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidKeyRef) {
+				t.Fatalf("error %v does not wrap ErrInvalidKeyRef", err)
+			}
+		})
+	}
+}
+
+func TestNewChecksTheKeyUpFront(t *testing.T) {
+	f := newFakeKMS()
+	es256 := f.add(t, signer.ES256)
+	rsa := f.add(t, signer.RS256)
+	disabled := f.add(t, signer.ES256)
+	f.keys[disabled].md.KeyState, f.keys[disabled].md.Enabled = types.KeyStateDisabled, false
+	pending := f.add(t, signer.ES256)
+	f.keys[pending].md.KeyState = types.KeyStatePendingDeletion
+	encrypt := f.add(t, signer.ES256)
+	f.keys[encrypt].md.KeyUsage = types.KeyUsageTypeEncryptDecrypt
+	noAlg := f.add(t, signer.RS256)
+	f.keys[noAlg].md.SigningAlgorithms = []types.SigningAlgorithmSpec{"RSASSA_PKCS1_V1_5_SHA_256"}
+	lying := f.add(t, signer.ES256) // says P-384, holds P-256
+	f.keys[lying].md.KeySpec, f.keys[lying].md.SigningAlgorithms = "ECC_NIST_P384", []types.SigningAlgorithmSpec{"ECDSA_SHA_384"}
+
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		ref  string
+		alg  signer.Algorithm
+		want error
+	}{
+		{"wrong curve", es256, signer.ES384, ErrKeyUnusable},
+		{"EC key for RSA", es256, signer.RS256, ErrKeyUnusable},
+		{"RSA key for EdDSA", rsa, signer.EdDSA, ErrKeyUnusable},
+		{"disabled", disabled, signer.ES256, ErrKeyDisabled},
+		{"pending deletion", pending, signer.ES256, ErrKeyState},
+		{"not a signing key", encrypt, signer.ES256, ErrKeyUnusable},
+		{"algorithm not offered", noAlg, signer.PS256, ErrKeyUnusable},
+		{"public key does not match the spec", lying, signer.ES384, ErrKeyUnusable},
+		{"missing", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-999999999999", signer.ES256, ErrKeyNotFound},
+		{"bad reference", "my-key", signer.ES256, ErrInvalidKeyRef},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(ctx, f, nil, tc.ref, tc.alg)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("New = %v, want %v", err, tc.want)
+			}
+		})
+	}
+
+	// An alias resolves to the key ARN, which is what Sign then uses.
+	s, err := New(ctx, f, nil, "alias/k1", signer.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.KeyARN() != es256 {
+		t.Fatalf("KeyARN = %s, want %s", s.KeyARN(), es256)
+	}
+	var seen []string
+	f.signHook = func(in *kms.SignInput) (*kms.SignOutput, error) {
+		seen = append(seen, *in.KeyId)
+		f.signHook = nil
+		return f.Sign(ctx, in)
+	}
+	if _, err := s.Sign(ctx, []byte("a.b")); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] != es256 {
+		t.Fatalf("Sign used %v, want the ARN", seen)
+	}
+}
+
+func TestSignMessageTypes(t *testing.T) {
+	f := newFakeKMS()
+	ctx := context.Background()
+	for _, alg := range signer.Algorithms() {
+		s, err := New(ctx, f, nil, f.add(t, alg), alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got *kms.SignInput
+		f.signHook = func(in *kms.SignInput) (*kms.SignOutput, error) {
+			got = in
+			f.signHook = nil
+			return f.Sign(ctx, in)
+		}
+		input := []byte("header.payload")
+		sig, err := s.Sign(ctx, input)
+		if err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		if err := signer.Verify(alg, s.Public(), input, sig); err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		wantType, wantLen := types.MessageTypeRaw, len(input)
+		if alg != signer.EdDSA {
+			wantType, wantLen = types.MessageTypeDigest, alg.Info().Hash.Size()
+		}
+		if got.MessageType != wantType || len(got.Message) != wantLen || string(got.SigningAlgorithm) != alg.Info().KMSSigningAlgorithm {
+			t.Fatalf("%s: sent %s of %d bytes with %s", alg, got.MessageType, len(got.Message), got.SigningAlgorithm)
+		}
+	}
+
+	eddsa, _ := New(ctx, f, nil, f.add(t, signer.EdDSA), signer.EdDSA)
+	if _, err := eddsa.Sign(ctx, make([]byte, MaxRawMessage+1)); !errors.Is(err, ErrMessageTooLong) {
+		t.Fatalf("EdDSA over 4096 bytes: %v", err)
+	}
+	if _, err := eddsa.Sign(ctx, make([]byte, MaxRawMessage)); err != nil {
+		t.Fatalf("EdDSA at 4096 bytes: %v", err)
+	}
+}
+
+// TestBadSignatureIsNeverReturned: whatever KMS answers, Sign returns only
+// signatures that verify.
+func TestBadSignatureIsNeverReturned(t *testing.T) {
+	f := newFakeKMS()
+	ctx := context.Background()
+	es, _ := New(ctx, f, nil, f.add(t, signer.ES256), signer.ES256)
+	other, _ := New(ctx, f, nil, f.add(t, signer.ES256), signer.ES256)
+	ps, _ := New(ctx, f, nil, f.add(t, signer.PS256), signer.PS256)
+	for _, tc := range []struct {
+		name string
+		s    *Signer
+		sig  func(in *kms.SignInput) []byte
+	}{
+		{"garbage", es, func(*kms.SignInput) []byte { return []byte("not a signature") }},
+		{"R‖S where DER is expected", es, func(*kms.SignInput) []byte { return make([]byte, 64) }},
+		{"another key's signature", es, func(in *kms.SignInput) []byte {
+			in.KeyId = &other.arn
+			f.signHook = nil
+			out, _ := f.Sign(ctx, in)
+			return out.Signature
+		}},
+		{"RSA signature of other data", ps, func(in *kms.SignInput) []byte {
+			in.Message = make([]byte, len(in.Message))
+			f.signHook = nil
+			out, _ := f.Sign(ctx, in)
+			return out.Signature
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.signHook = func(in *kms.SignInput) (*kms.SignOutput, error) {
+				return &kms.SignOutput{Signature: tc.sig(in)}, nil
+			}
+			defer func() { f.signHook = nil }()
+			sig, err := tc.s.Sign(ctx, []byte("a.b"))
+			if !errors.Is(err, ErrBadSignature) || sig != nil {
+				t.Fatalf("Sign = %x, %v; want no signature and ErrBadSignature", sig, err)
+			}
+			if tc.s.Metrics().Snapshot().BadSignatures == 0 {
+				t.Fatal("bad signature not counted")
+			}
+		})
+	}
+}
+
+type apiError struct {
+	code  string
+	fault smithy.ErrorFault
+}
+
+func (e apiError) Error() string                 { return e.code }
+func (e apiError) ErrorCode() string             { return e.code }
+func (e apiError) ErrorMessage() string          { return "message" }
+func (e apiError) ErrorFault() smithy.ErrorFault { return e.fault }
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{&types.NotFoundException{}, ErrKeyNotFound},
+		{&types.DisabledException{}, ErrKeyDisabled},
+		{&types.KMSInvalidStateException{}, ErrKeyState},
+		{&types.InvalidKeyUsageException{}, ErrKeyUnusable},
+		{apiError{"AccessDeniedException", smithy.FaultClient}, ErrAccessDenied},
+		{apiError{"ThrottlingException", smithy.FaultClient}, ErrThrottled},
+		{apiError{"KMSInternalException", smithy.FaultServer}, ErrUnavailable},
+		{context.DeadlineExceeded, ErrTimeout},
+		{errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), ErrUnavailable},
+	} {
+		t.Run(tc.err.Error(), func(t *testing.T) {
+			got := classify("Sign", "arn:x", tc.err)
+			if !errors.Is(got, tc.want) {
+				t.Fatalf("classify(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+			if !strings.Contains(got.Error(), "arn:x") {
+				t.Fatalf("%v does not name the key", got)
+			}
+		})
+	}
+}
+
+// fakeClock is a settable clock for the breaker.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestBreaker(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	g := NewGovernor(GovernorOptions{BreakerThreshold: 3, BreakerCooldown: 10 * time.Second, Now: clock.Now, MaxRequestsPerSecond: 1e6})
+	ctx := context.Background()
+	calls := 0
+	down := func(context.Context) error { calls++; return classify("Sign", "k", errors.New("connection refused")) }
+	up := func(context.Context) error { calls++; return nil }
+	refused := func(context.Context) error { calls++; return classify("Sign", "k", &types.DisabledException{}) }
+
+	// Refusals from a working KMS never open it.
+	for range 10 {
+		if err := g.Do(ctx, refused); !errors.Is(err, ErrKeyDisabled) {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if err := g.Do(ctx, down); !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+	}
+	if st := g.Stats().BreakerState; st != BreakerOpen {
+		t.Fatalf("after 3 failures: %s", st)
+	}
+	before := calls
+	err := g.Do(ctx, up)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "circuit breaker open") || calls != before {
+		t.Fatalf("open breaker: err=%v, calls made=%d", err, calls-before)
+	}
+	// After the cooldown one probe goes through; it fails, so the breaker
+	// opens again for another cooldown.
+	clock.Add(10 * time.Second)
+	if err := g.Do(ctx, down); !errors.Is(err, ErrUnavailable) || calls != before+1 {
+		t.Fatalf("probe: %v", err)
+	}
+	if err := g.Do(ctx, up); !strings.Contains(fmt.Sprint(err), "circuit breaker open") {
+		t.Fatalf("after a failed probe: %v", err)
+	}
+	// KMS comes back: the next probe closes the breaker.
+	clock.Add(10 * time.Second)
+	if err := g.Do(ctx, up); err != nil {
+		t.Fatalf("probe after recovery: %v", err)
+	}
+	if st := g.Stats(); st.BreakerState != BreakerClosed || st.FastFails != 2 {
+		t.Fatalf("after recovery: %+v", st)
+	}
+}
+
+func TestGovernorRateWaitsWithinDeadline(t *testing.T) {
+	g := NewGovernor(GovernorOptions{MaxRequestsPerSecond: 20, Burst: 1})
+	ctx := context.Background()
+	start := time.Now()
+	for range 5 {
+		if err := g.Do(ctx, func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 5 calls at 20/s with a burst of 1 take at least 4 × 50 ms.
+	if elapsed := time.Since(start); elapsed < 180*time.Millisecond {
+		t.Fatalf("5 calls took %s; the governor did not pace them", elapsed)
+	}
+	if g.Stats().RateWaits < 3 {
+		t.Fatalf("waits %d", g.Stats().RateWaits)
+	}
+	// A caller whose deadline comes before its turn gets ErrThrottled at
+	// once instead of a late answer.
+	for range 3 {
+		_ = g.Do(ctx, func(context.Context) error { return nil })
+	}
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if err := g.Do(short, func(context.Context) error { t.Fatal("call made"); return nil }); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("past-deadline wait: %v", err)
+	}
+}
+
+func TestGovernorConcurrencyLimit(t *testing.T) {
+	g := NewGovernor(GovernorOptions{MaxConcurrency: 3, MaxRequestsPerSecond: 1e6, Burst: 1000})
+	var (
+		mu       sync.Mutex
+		inFlight int
+		peak     int
+		wg       sync.WaitGroup
+	)
+	for range 12 {
+		wg.Go(func() {
+			_ = g.Do(context.Background(), func(context.Context) error {
+				mu.Lock()
+				inFlight++
+				peak = max(peak, inFlight)
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	if peak != 3 {
+		t.Fatalf("peak concurrency %d, want 3", peak)
+	}
+}
+
+func TestCallTimeout(t *testing.T) {
+	g := NewGovernor(GovernorOptions{CallTimeout: 30 * time.Millisecond})
+	err := g.Do(context.Background(), func(ctx context.Context) error {
+		<-ctx.Done()
+		return classify("Sign", "k", ctx.Err())
+	})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrTimeout", err)
+	}
+}

@@ -1,0 +1,87 @@
+package awskms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+)
+
+// Errors a caller can act on, tested with errors.Is. Every error from this
+// package wraps at most one of them; messages name the KMS key but never
+// carry credentials or key material.
+var (
+	ErrInvalidKeyRef  = errors.New("invalid KMS key reference")
+	ErrKeyUnusable    = errors.New("KMS key cannot sign for this algorithm")
+	ErrAccessDenied   = errors.New("KMS access denied")
+	ErrKeyNotFound    = errors.New("KMS key not found")
+	ErrKeyDisabled    = errors.New("KMS key is disabled")
+	ErrKeyState       = errors.New("KMS key is not usable in its current state (pending deletion or import)")
+	ErrThrottled      = errors.New("KMS throttled the request; retry later")
+	ErrTimeout        = errors.New("KMS did not answer in time")
+	ErrUnavailable    = errors.New("KMS unavailable")
+	ErrMessageTooLong = errors.New("message too long for KMS")
+	// ErrBadSignature means KMS returned a signature that does not verify
+	// under the key's public key. It is never turned into a token.
+	ErrBadSignature = errors.New("KMS returned a signature that does not verify")
+)
+
+// classify maps an SDK error to one of the sentinels above.
+func classify(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		notFound  *types.NotFoundException
+		disabled  *types.DisabledException
+		invState  *types.KMSInvalidStateException
+		keyUsage  *types.InvalidKeyUsageException
+		apiErr    smithy.APIError
+		netErr    net.Error
+		sentinels = []error{ErrUnavailable, ErrThrottled, ErrTimeout}
+	)
+	for _, s := range sentinels {
+		if errors.Is(err, s) { // already classified (the breaker's fast failure)
+			return err
+		}
+	}
+	switch {
+	case errors.As(err, &notFound):
+		return fmt.Errorf("%s %s: %w", op, key, ErrKeyNotFound)
+	case errors.As(err, &disabled):
+		return fmt.Errorf("%s %s: %w", op, key, ErrKeyDisabled)
+	case errors.As(err, &invState):
+		return fmt.Errorf("%s %s: %w", op, key, ErrKeyState)
+	case errors.As(err, &keyUsage):
+		return fmt.Errorf("%s %s: %w: %s", op, key, ErrKeyUnusable, keyUsage.ErrorMessage())
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s %s: %w", op, key, ErrTimeout)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	case errors.As(err, &apiErr):
+		switch apiErr.ErrorCode() {
+		case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException":
+			return fmt.Errorf("%s %s: %w (%s)", op, key, ErrAccessDenied, apiErr.ErrorCode())
+		case "ThrottlingException", "LimitExceededException", "RequestLimitExceeded":
+			return fmt.Errorf("%s %s: %w", op, key, ErrThrottled)
+		case "ValidationException":
+			return fmt.Errorf("%s %s: %w: %s", op, key, ErrKeyUnusable, apiErr.ErrorMessage())
+		}
+		if apiErr.ErrorFault() == smithy.FaultClient {
+			return fmt.Errorf("%s %s: KMS refused the request: %s: %s", op, key, apiErr.ErrorCode(), apiErr.ErrorMessage())
+		}
+		return fmt.Errorf("%s %s: %w (%s)", op, key, ErrUnavailable, apiErr.ErrorCode())
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("%s %s: %w", op, key, ErrTimeout)
+	}
+	return fmt.Errorf("%s %s: %w: %v", op, key, ErrUnavailable, err)
+}
+
+// unavailable reports whether err says KMS itself is down or failing, as
+// opposed to refusing this request: what the circuit breaker counts.
+func unavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout)
+}
