@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Errors a caller can act on, tested with errors.Is. Every error from this
@@ -70,7 +71,12 @@ func classify(op, key string, err error) error {
 		case "ValidationException":
 			return fmt.Errorf("%s %s: %w: %s", op, key, ErrKeyUnusable, apiErr.ErrorMessage())
 		}
-		if apiErr.ErrorFault() == smithy.FaultClient {
+		// The SDK marks errors it has no type for as FaultUnknown, so the
+		// HTTP status decides: a 4xx is KMS refusing this request (KMS is
+		// up), a 5xx is KMS failing.
+		var respErr *smithyhttp.ResponseError
+		if apiErr.ErrorFault() == smithy.FaultClient ||
+			(errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 400 && respErr.HTTPStatusCode() < 500) {
 			return fmt.Errorf("%s %s: KMS refused the request: %s: %s", op, key, apiErr.ErrorCode(), apiErr.ErrorMessage())
 		}
 		return fmt.Errorf("%s %s: %w (%s)", op, key, ErrUnavailable, apiErr.ErrorCode())

@@ -1,0 +1,308 @@
+package awskms_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms/kmstest"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/signertest"
+)
+
+// These tests drive the real aws-sdk-go-v2 client, built by awskms.NewClient
+// (the SDK's config, credentials and standard retryer), over loopback HTTP
+// against kmstest, which speaks KMS's JSON 1.1 protocol with real crypto.
+
+// newKMS starts a test KMS server and returns it with a client for it.
+func newKMS(t *testing.T) (*kmstest.Server, *kms.Client) {
+	t.Helper()
+	// Keep the SDK away from this machine's AWS files and variables.
+	for _, v := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	srv, url := kmstest.NewTestServer(t, kmstest.Options{})
+	client, err := awskms.NewClient(context.Background(), awskms.ClientConfig{
+		Region: "us-east-1", Endpoint: url, AccessKeyID: "AKIDTEST", SecretAccessKey: "secret",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, client
+}
+
+func keySpec(alg signer.Algorithm) string {
+	if spec := alg.Info().KMSKeySpec; spec != "" {
+		return spec
+	}
+	return "RSA_2048"
+}
+
+type provider struct {
+	srv    *kmstest.Server
+	client *kms.Client
+	gov    *awskms.Governor
+}
+
+func (p provider) New(t *testing.T, alg signer.Algorithm) signer.Signer {
+	t.Helper()
+	_, arn, err := p.srv.CreateKeyForTest(keySpec(alg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := awskms.New(context.Background(), p.client, p.gov, arn, alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (p provider) NewMismatched(t *testing.T, alg, keyAlg signer.Algorithm) error {
+	_, arn, err := p.srv.CreateKeyForTest(keySpec(keyAlg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = awskms.New(context.Background(), p.client, p.gov, arn, alg)
+	if err != nil && !errors.Is(err, awskms.ErrKeyUnusable) {
+		t.Errorf("mismatch error %v does not wrap ErrKeyUnusable", err)
+	}
+	return err
+}
+
+func TestConformance(t *testing.T) {
+	srv, client := newKMS(t)
+	signertest.Run(t, provider{srv: srv, client: client, gov: awskms.NewGovernor(awskms.GovernorOptions{})}, signertest.Options{Signatures: 8})
+}
+
+// TestECDSASweep signs 2,000 inputs per ES algorithm through KMS; every
+// DER signature converted to R‖S must verify under the strict verifier.
+// About 1 in 128 has an r or s shorter than the curve, which a converter
+// that does not pad would get wrong; the sweep insists it saw some.
+func TestECDSASweep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the sweep makes 6,000 KMS calls")
+	}
+	srv, client := newKMS(t)
+	p := provider{srv: srv, client: client, gov: awskms.NewGovernor(awskms.GovernorOptions{MaxRequestsPerSecond: 1e6, Burst: 1000})}
+	for _, alg := range []signer.Algorithm{signer.ES256, signer.ES384, signer.ES512} {
+		t.Run(string(alg), func(t *testing.T) {
+			s := p.New(t, alg)
+			half := alg.Info().SignatureSize / 2
+			short := 0
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			errs := make(chan error, 4)
+			for w := range 4 {
+				wg.Go(func() {
+					for i := w; i < 2000; i += 4 {
+						input := []byte{byte(i), byte(i >> 8), '.', 'x'}
+						sig, err := s.Sign(context.Background(), input)
+						if err == nil {
+							err = signer.Verify(alg, s.Public(), input, sig)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+						if sig[0] == 0 || sig[half] == 0 {
+							mu.Lock()
+							short++
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if n := s.(*awskms.Signer).Metrics().Snapshot().Signs; n != 2000 {
+				t.Fatalf("%d signs counted", n)
+			}
+			if short == 0 {
+				t.Fatal("no signature had a short r or s in 2,000: the padding path was not exercised")
+			}
+			t.Logf("%s: 2000 signatures verified, %d with a short r or s", alg, short)
+		})
+	}
+}
+
+// TestFaults: with 20% throttles and 5% server errors injected, every
+// signature returned verifies and every failure is a classified error.
+func TestFaults(t *testing.T) {
+	srv, client := newKMS(t)
+	gov := awskms.NewGovernor(awskms.GovernorOptions{MaxRequestsPerSecond: 1e6, Burst: 1000, BreakerThreshold: 50})
+	s := provider{srv: srv, client: client, gov: gov}.New(t, signer.ES256)
+	srv.SetFaults(kmstest.Faults{ThrottleRate: 0.20, ServerErrorRate: 0.05})
+
+	var ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				input := []byte{byte(w), byte(i), '.', 'y'}
+				sig, err := s.Sign(context.Background(), input)
+				switch {
+				case err == nil:
+					if verr := signer.Verify(signer.ES256, s.Public(), input, sig); verr != nil {
+						errs <- verr
+						return
+					}
+					ok.Add(1)
+				case errors.Is(err, awskms.ErrThrottled), errors.Is(err, awskms.ErrUnavailable):
+					failed.Add(1)
+				default:
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st := srv.Stats()
+	m := s.(*awskms.Signer).Metrics().Snapshot()
+	t.Logf("%d signed, %d failed; server throttled %d, 5xx %d; client retries %d", ok.Load(), failed.Load(), st.Throttled, st.ServerErrors, m.Retries)
+	if st.Throttled == 0 || st.ServerErrors == 0 {
+		t.Fatal("no faults were injected")
+	}
+	if m.Retries == 0 {
+		t.Fatal("the SDK retryer never retried")
+	}
+	// Three attempts turn a 25% failure rate into about 1.6%.
+	if ok.Load() < 350 {
+		t.Fatalf("only %d of 400 signed: retries are not working", ok.Load())
+	}
+}
+
+// TestOutageOpensBreakerAndRecovers: with KMS down, calls fail with
+// ErrUnavailable, the breaker opens and later calls fail fast without
+// reaching KMS; when KMS is back, the same signer works again.
+func TestOutageOpensBreakerAndRecovers(t *testing.T) {
+	srv, client := newKMS(t)
+	gov := awskms.NewGovernor(awskms.GovernorOptions{BreakerThreshold: 3, BreakerCooldown: 300 * time.Millisecond, CallTimeout: 2 * time.Second})
+	s := provider{srv: srv, client: client, gov: gov}.New(t, signer.EdDSA)
+	ctx := context.Background()
+	if _, err := s.Sign(ctx, []byte("a.b")); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.SetFaults(kmstest.Faults{Outage: true})
+	for range 3 {
+		if _, err := s.Sign(ctx, []byte("a.b")); !errors.Is(err, awskms.ErrUnavailable) {
+			t.Fatalf("during the outage: %v", err)
+		}
+	}
+	if st := gov.Stats().BreakerState; st != awskms.BreakerOpen {
+		t.Fatalf("breaker %s after 3 failures", st)
+	}
+	srv.ResetStats()
+	start := time.Now()
+	_, err := s.Sign(ctx, []byte("a.b"))
+	if !errors.Is(err, awskms.ErrUnavailable) || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("open breaker: %v after %s", err, time.Since(start))
+	}
+	if n := srv.Stats().Total(); n != 0 {
+		t.Fatalf("open breaker still sent %d requests", n)
+	}
+
+	srv.SetFaults(kmstest.Faults{})
+	time.Sleep(350 * time.Millisecond)
+	sig, err := s.Sign(ctx, []byte("a.b"))
+	if err != nil {
+		t.Fatalf("after KMS came back: %v", err)
+	}
+	if err := signer.Verify(signer.EdDSA, s.Public(), []byte("a.b"), sig); err != nil {
+		t.Fatal(err)
+	}
+	if st := gov.Stats().BreakerState; st != awskms.BreakerClosed {
+		t.Fatalf("breaker %s after recovery", st)
+	}
+}
+
+func TestDisabledAndDeletedKeys(t *testing.T) {
+	srv, client := newKMS(t)
+	s := provider{srv: srv, client: client}.New(t, signer.PS256).(*awskms.Signer)
+	ctx := context.Background()
+	if _, err := client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(s.KeyARN())}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sign(ctx, []byte("a.b")); !errors.Is(err, awskms.ErrKeyDisabled) {
+		t.Fatalf("disabled key: %v", err)
+	}
+	if _, err := awskms.New(ctx, client, nil, s.KeyARN(), signer.PS256); !errors.Is(err, awskms.ErrKeyDisabled) {
+		t.Fatalf("New over a disabled key: %v", err)
+	}
+	if _, err := client.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(s.KeyARN())}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sign(ctx, []byte("a.b")); err != nil {
+		t.Fatalf("re-enabled key: %v", err)
+	}
+	if _, err := client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(s.KeyARN()), PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sign(ctx, []byte("a.b")); !errors.Is(err, awskms.ErrKeyState) {
+		t.Fatalf("key pending deletion: %v", err)
+	}
+}
+
+// TestGovernorKeepsUnderQuota: KMS allows 40 requests/s; the governor is
+// set to 36/s; callers offer about twice that. Nobody sees a throttling
+// error (they wait within their deadline) and KMS throttles nothing.
+func TestGovernorKeepsUnderQuota(t *testing.T) {
+	srv, client := newKMS(t)
+	gov := awskms.NewGovernor(awskms.GovernorOptions{MaxRequestsPerSecond: 36, Burst: 4})
+	s := provider{srv: srv, client: client, gov: gov}.New(t, signer.ES256)
+	srv.SetFaults(kmstest.Faults{QuotaPerSecond: 40, QuotaBurst: 4})
+	srv.ResetStats()
+
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var signed atomic.Int64
+	errs := make(chan error, 16)
+	start := time.Now()
+	for range 8 {
+		wg.Go(func() {
+			for range 9 { // 72 calls ≈ 2 s at 36/s, offered at once
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := s.Sign(cctx, []byte("a.b"))
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				signed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a caller saw: %v", err)
+	}
+	if th := srv.Stats().Throttled; th != 0 {
+		t.Fatalf("KMS throttled %d requests", th)
+	}
+	if elapsed := time.Since(start); elapsed < 1500*time.Millisecond {
+		t.Fatalf("72 calls took only %s: the governor did not pace them", elapsed)
+	}
+	if gov.Stats().RateWaits == 0 {
+		t.Fatal("no call waited")
+	}
+}
