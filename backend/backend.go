@@ -35,6 +35,12 @@ type backend struct {
 	// providers make and load key versions, by provider name.
 	providers map[string]keyProvider
 
+	// awsMu guards aws, what config/aws builds: clients and governors.
+	awsMu sync.Mutex
+	aws   *awsState
+	// newKMSAPI builds KMS clients; tests replace it.
+	newKMSAPI newKMSAPIFunc
+
 	// writeMu serialises changes to keys, roles and config, so checks that
 	// span them (a role's key exists; no role uses a key being deleted)
 	// hold.
@@ -83,15 +89,16 @@ func NewFactory(opts ...Option) logical.Factory {
 func newBackend(opts ...Option) *backend {
 	b := &backend{
 		now:       time.Now,
-		providers: map[string]keyProvider{providerLocal: localProvider{}},
+		newKMSAPI: defaultNewKMSAPI,
 	}
+	b.providers = map[string]keyProvider{providerLocal: localProvider{}, providerAWSKMS: awskmsProvider{b: b}}
 	b.resetCaches()
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			Unauthenticated: []string{"jwks", ".well-known/*"},
-			SealWrapStorage: []string{keyPrefix},
+			SealWrapStorage: []string{keyPrefix, configAWSPath},
 		},
 		// The framework tries each pattern in order; no two overlap, so
 		// order only affects speed, and the hot paths come first.
@@ -101,7 +108,7 @@ func newBackend(opts ...Option) *backend {
 			// Public, unauthenticated key discovery.
 			pathJWKS(b),
 			// Mount-wide settings.
-			[]*framework.Path{pathConfig(b)},
+			[]*framework.Path{pathConfig(b), pathConfigAWS(b)},
 			// Signing keys and their lifecycle.
 			[]*framework.Path{pathKeysList(b), pathKeys(b), pathKeysRotate(b)},
 			// Roles: who may get what token.
@@ -179,6 +186,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case key == configPath:
 		b.dropConfig()
+	case key == configAWSPath:
+		b.dropAWS()
 	case strings.HasPrefix(key, keyPrefix):
 		b.dropKey(strings.TrimPrefix(key, keyPrefix))
 	case strings.HasPrefix(key, rolePrefix):

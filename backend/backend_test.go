@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -240,8 +241,8 @@ func decodeJSON(t testing.TB, raw []byte, v any) {
 
 func TestBackendWiring(t *testing.T) {
 	tb := getTestBackend(t)
-	if got := tb.PathsSpecial.SealWrapStorage; len(got) != 1 || got[0] != keyPrefix {
-		t.Errorf("SealWrapStorage = %v, want [%q]: private keys must be seal-wrapped", got, keyPrefix)
+	if got := tb.PathsSpecial.SealWrapStorage; !slices.Equal(got, []string{keyPrefix, configAWSPath}) {
+		t.Errorf("SealWrapStorage = %v: private keys and AWS credentials must be seal-wrapped", got)
 	}
 	for _, p := range []string{"jwks", ".well-known/keys", ".well-known/openid-configuration"} {
 		found := false

@@ -38,7 +38,7 @@ func TestInvalidate(t *testing.T) {
 	// A key rotated elsewhere: the JWKS and issue follow after Invalidate.
 	k, _ := loadKey(context.Background(), tb.storage, "k")
 	k = k.clone()
-	if err := tb.rotateKey(context.Background(), k, tb.now()); err != nil {
+	if err := tb.rotateKey(context.Background(), tb.storage, k, tb.now(), versionOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	entry, _ = logical.StorageEntryJSON(keyPrefix+"k", k)

@@ -22,12 +22,20 @@ func (e userError) Unwrap() error { return e.err }
 // failure: logged with key/values (never secrets) and returned, which Vault
 // reports as a 500.
 func (b *backend) respondErr(err error, msg string, kv ...any) (*logical.Response, error) {
-	var ue userError
+	var (
+		ue    userError
+		coded logical.HTTPCodedError
+	)
 	switch {
 	case errors.As(err, &ue):
 		return logical.ErrorResponse(ue.Error()), logical.ErrInvalidRequest
 	case errors.Is(err, logical.ErrReadOnly):
 		return nil, err
+	case errors.As(err, &coded):
+		// A failure upstream (KMS throttled or down, a key KMS refuses):
+		// the status says what kind; Vault passes it to the caller.
+		b.Logger().Warn(msg, append(kv, "status", coded.Code(), "error", err)...)
+		return nil, coded
 	}
 	b.Logger().Error(msg, append(kv, "error", err)...)
 	return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms"
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/local"
 )
 
@@ -42,6 +43,9 @@ type key struct {
 	Algorithm signer.Algorithm `json:"algorithm"`
 	Provider  string           `json:"provider"`
 	RSABits   int              `json:"rsa_bits,omitempty"`
+	// Region and Endpoint override config/aws for an awskms key.
+	Region   string `json:"region,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
 	// RotationPeriod, if set, rotates the key automatically.
 	RotationPeriod time.Duration `json:"rotation_period"`
 	// VerificationTTL is how long a version stays published after it
@@ -64,6 +68,8 @@ type keyVersion struct {
 	PublicKey []byte `json:"public_key"`
 	// PrivateKey is PKCS #8 DER, for provider "local" only.
 	PrivateKey []byte `json:"private_key,omitempty"`
+	// KMSKeyARN is the KMS key that signs, for provider "awskms" only.
+	KMSKeyARN string `json:"kms_key_arn,omitempty"`
 }
 
 // validate checks the invariants every stored key must keep.
@@ -75,15 +81,33 @@ func (k *key) validate() error {
 	if err != nil {
 		return fmt.Errorf(`invalid "algorithm": %w`, err)
 	}
-	if k.Provider != providerLocal {
-		return fmt.Errorf(`invalid "provider" %q: must be one of: %s`, k.Provider, providerLocal)
-	}
-	if in.KeyType == signer.KeyTypeRSA {
-		if !slices.Contains(local.RSABits, k.RSABits) {
-			return fmt.Errorf(`invalid "rsa_bits" %d: must be 2048, 3072 or 4096`, k.RSABits)
+	switch k.Provider {
+	case providerLocal:
+		if in.KeyType == signer.KeyTypeRSA {
+			if !slices.Contains(local.RSABits, k.RSABits) {
+				return fmt.Errorf(`invalid "rsa_bits" %d: must be 2048, 3072 or 4096`, k.RSABits)
+			}
+		} else if k.RSABits != 0 {
+			return fmt.Errorf(`invalid "rsa_bits": only RS* and PS* keys take rsa_bits, not %s`, k.Algorithm)
 		}
-	} else if k.RSABits != 0 {
-		return fmt.Errorf(`invalid "rsa_bits": only RS* and PS* keys take rsa_bits, not %s`, k.Algorithm)
+		if k.Region != "" || k.Endpoint != "" {
+			return fmt.Errorf(`invalid "region"/"endpoint": only provider awskms keys take them`)
+		}
+	case providerAWSKMS:
+		if k.RSABits != 0 {
+			return fmt.Errorf(`invalid "rsa_bits": not for provider awskms; the KMS key's spec sets the size`)
+		}
+		if k.RotationPeriod != 0 {
+			return fmt.Errorf(`invalid "rotation_period": awskms keys rotate only to a new KMS key, with keys/%s/rotate kms_key_id=...`, k.Name)
+		}
+		if err := validateRegion(k.Region); err != nil {
+			return err
+		}
+		if err := validateEndpoint(k.Endpoint); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf(`invalid "provider" %q: must be one of: %s, %s`, k.Provider, providerLocal, providerAWSKMS)
 	}
 	if k.VerificationTTL < minVerificationTTL {
 		return fmt.Errorf(`invalid "verification_ttl" %s: must be at least %s`, k.VerificationTTL, minVerificationTTL)
@@ -103,6 +127,9 @@ func (k *key) validate() error {
 			return fmt.Errorf("key %q: duplicate or empty kid in version %d", k.Name, v.Version)
 		}
 		kids[v.KeyID] = true
+		if (k.Provider == providerAWSKMS) != (v.KMSKeyARN != "") {
+			return fmt.Errorf("key %q version %d: a KMS key ARN belongs to awskms versions only", k.Name, v.Version)
+		}
 		last := i == len(k.Versions)-1
 		if last != v.RotatedAt.IsZero() {
 			return fmt.Errorf("key %q: exactly the latest version must be current", k.Name)
@@ -229,6 +256,16 @@ func (e *keyEntry) responseData(now time.Time) (map[string]any, error) {
 			entry["rotated_at"] = v.RotatedAt.UTC().Format(time.RFC3339)
 			entry["published_until"] = until.UTC().Format(time.RFC3339)
 		}
+		if v.KMSKeyARN != "" {
+			entry["kms_key_arn"] = v.KMSKeyARN
+		}
+		if ks, ok := s.(*awskms.Signer); ok {
+			m := ks.Metrics().Snapshot()
+			entry["kms_metrics"] = map[string]any{
+				"signs": m.Signs, "failures": m.Failures, "throttles": m.Throttles, "retries": m.Retries,
+				"bad_signatures": m.BadSignatures, "mean_latency_ms": float64(m.MeanLatency.Microseconds()) / 1000,
+			}
+		}
 		versions[strconv.Itoa(v.Version)] = entry
 	}
 	data := map[string]any{
@@ -244,6 +281,12 @@ func (e *keyEntry) responseData(now time.Time) (map[string]any, error) {
 	if k.RSABits != 0 {
 		data["rsa_bits"] = k.RSABits
 	}
+	if k.Region != "" {
+		data["region"] = k.Region
+	}
+	if k.Endpoint != "" {
+		data["endpoint"] = k.Endpoint
+	}
 	return data, nil
 }
 
@@ -255,7 +298,7 @@ func (b *backend) getKey(ctx context.Context, s logical.Storage, name string) (*
 		if err != nil || k == nil {
 			return nil, err
 		}
-		return b.newKeyEntry(k)
+		return b.newKeyEntry(ctx, s, k)
 	})
 }
 
@@ -278,22 +321,22 @@ func loadKey(ctx context.Context, s logical.Storage, name string) (*key, error) 
 }
 
 // newKeyEntry builds the signers for k's versions.
-func (b *backend) newKeyEntry(k *key) (*keyEntry, error) {
+func (b *backend) newKeyEntry(ctx context.Context, s logical.Storage, k *key) (*keyEntry, error) {
 	p, err := b.provider(k.Provider)
 	if err != nil {
 		return nil, err
 	}
 	e := &keyEntry{key: k, signers: make(map[int]signer.Signer, len(k.Versions))}
 	for _, v := range k.Versions {
-		s, err := p.signer(k, v)
+		sg, err := p.signer(ctx, s, k, v)
 		if err != nil {
 			return nil, fmt.Errorf("key %q version %d: %w", k.Name, v.Version, err)
 		}
-		pub, err := x509.MarshalPKIXPublicKey(s.Public())
+		pub, err := x509.MarshalPKIXPublicKey(sg.Public())
 		if err != nil || string(pub) != string(v.PublicKey) {
 			return nil, fmt.Errorf("key %q version %d: private and public keys do not match", k.Name, v.Version)
 		}
-		e.signers[v.Version] = s
+		e.signers[v.Version] = sg
 	}
 	return e, nil
 }
@@ -336,7 +379,7 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 	k = k.clone()
 	changed := k.prune(now)
 	if k.RotationPeriod > 0 && !now.Before(k.current().CreatedAt.Add(k.RotationPeriod)) {
-		if err := b.rotateKey(ctx, k, now); err != nil {
+		if err := b.rotateKey(ctx, s, k, now, versionOptions{}); err != nil {
 			return err
 		}
 		b.Logger().Info("rotated key", "key", name, "version", k.LatestVersion, "kid", k.current().KeyID)
@@ -349,13 +392,16 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 }
 
 // rotateKey adds a new version to k, in memory only.
-func (b *backend) rotateKey(ctx context.Context, k *key, now time.Time) error {
+func (b *backend) rotateKey(ctx context.Context, s logical.Storage, k *key, now time.Time, opts versionOptions) error {
 	p, err := b.provider(k.Provider)
 	if err != nil {
 		return err
 	}
-	nv, err := p.create(ctx, k)
+	nv, err := p.create(ctx, s, k, opts)
 	if err != nil {
+		if _, ok := err.(userError); ok {
+			return err
+		}
 		return fmt.Errorf("creating a version of key %q: %w", k.Name, err)
 	}
 	k.rotate(nv, now)

@@ -172,7 +172,7 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	}
 	token, err := signer.SignCompact(ctx, s, header, payload)
 	if err != nil {
-		return b.respondErr(err, "issue: signing failed", "role", name, "key", r.Key, "kid", s.KeyID())
+		return b.respondErr(kmsError(fmt.Sprintf("signing with key %q", r.Key), err, false), "issue: signing failed", "role", name, "key", r.Key, "kid", s.KeyID())
 	}
 	jti := claims.jti
 	return &logical.Response{Data: map[string]any{

@@ -46,19 +46,32 @@ func pathKeys(b *backend) *framework.Path {
 				Description: "JWS algorithm the key signs with: " + strings.Join(signer.AlgorithmNames(), ", ") + ". Fixed at creation.",
 			},
 			"provider": {
+				Type:    framework.TypeString,
+				Default: providerLocal,
+				Description: `Where the private key lives. "local": generated in the engine and stored seal-wrapped. ` +
+					`"awskms": an AWS KMS key named by kms_key_id, which never leaves KMS. Fixed at creation.`,
+			},
+			"kms_key_id": {
 				Type:        framework.TypeString,
-				Default:     providerLocal,
-				Description: `Where the private key lives. "local": generated in the engine and stored seal-wrapped. Fixed at creation.`,
+				Description: "For provider awskms: the KMS key (key ID, key ARN, alias/<name> or alias ARN). Checked now: enabled, SIGN_VERIFY, a key spec and public key that fit the algorithm. An alias is resolved to its key ARN once.",
+			},
+			"region": {
+				Type:        framework.TypeString,
+				Description: "For provider awskms: the KMS key's region, if not jwt/config/aws's. Fixed at creation.",
+			},
+			"endpoint": {
+				Type:        framework.TypeString,
+				Description: "For provider awskms: a KMS endpoint URL, if not jwt/config/aws's. Fixed at creation.",
 			},
 			"rsa_bits": {
 				Type:        framework.TypeInt,
 				Default:     local.DefaultRSABits,
-				Description: "RSA modulus size for RS* and PS* keys: 2048, 3072 or 4096. Fixed at creation; not allowed for other algorithms.",
+				Description: "RSA modulus size for local RS* and PS* keys: 2048, 3072 or 4096. Fixed at creation; not allowed for other algorithms or for awskms keys (the KMS key's spec decides).",
 			},
 			"rotation_period": {
 				Type:        framework.TypeDurationSecond,
 				Default:     0,
-				Description: "Rotate the key automatically this long after its current version was created; 0 never rotates. At least 1h.",
+				Description: "Rotate a local key automatically this long after its current version was created; 0 never rotates. At least 1h. awskms keys rotate only to a new KMS key, with keys/<name>/rotate.",
 			},
 			"verification_ttl": {
 				Type:        framework.TypeDurationSecond,
@@ -107,13 +120,16 @@ var keyResponses = map[int][]framework.Response{
 			"name":             {Type: framework.TypeString, Required: true, Description: "Name of the key."},
 			"algorithm":        {Type: framework.TypeString, Required: true, Description: "JWS algorithm."},
 			"provider":         {Type: framework.TypeString, Required: true, Description: "Key provider."},
-			"rsa_bits":         {Type: framework.TypeInt, Description: "RSA modulus size (RS*, PS* only)."},
+			"rsa_bits":         {Type: framework.TypeInt, Description: "RSA modulus size (local RS*, PS* only)."},
+			"region":           {Type: framework.TypeString, Description: "The awskms key's own region, if set."},
+			"endpoint":         {Type: framework.TypeString, Description: "The awskms key's own KMS endpoint, if set."},
 			"rotation_period":  {Type: framework.TypeDurationSecond, Required: true, Description: "Automatic rotation period in seconds; 0 never."},
 			"verification_ttl": {Type: framework.TypeDurationSecond, Required: true, Description: "Seconds a version stays published after it stops signing."},
 			"latest_version":   {Type: framework.TypeInt, Required: true, Description: "Number of the current version."},
 			"current_kid":      {Type: framework.TypeString, Required: true, Description: "kid of the current version."},
 			"versions": {Type: framework.TypeMap, Required: true, Description: "Published versions by number: kid, state (current or previous), " +
-				"created_at, rotated_at and published_until (previous only), and public_key (the public JWK)."},
+				"created_at, rotated_at and published_until (previous only), public_key (the public JWK), and for awskms keys kms_key_arn and kms_metrics " +
+				"(signs, failures, throttles, retries, bad_signatures, mean_latency_ms since the plugin loaded the key)."},
 		},
 	}},
 }
@@ -180,8 +196,14 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 		if _, ok := b.providers[k.Provider]; !ok {
 			return badRequest(`invalid "provider" %q: must be one of: %s`, k.Provider, strings.Join(b.providerNames(), ", "))
 		}
+		if k.Provider == providerAWSKMS {
+			k.Region, k.Endpoint = d.Get("region").(string), d.Get("endpoint").(string)
+		}
 		rsaBits, bitsSet := d.GetOk("rsa_bits")
 		switch {
+		case bitsSet && k.Provider != providerLocal:
+			return badRequest(`invalid "rsa_bits": not for provider %s; the KMS key's spec sets the size`, k.Provider)
+		case k.Algorithm.Info().KeyType == signer.KeyTypeRSA && k.Provider != providerLocal:
 		case k.Algorithm.Info().KeyType == signer.KeyTypeRSA && bitsSet:
 			k.RSABits = rsaBits.(int)
 		case k.Algorithm.Info().KeyType == signer.KeyTypeRSA:
@@ -191,7 +213,10 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 		}
 	} else {
 		k = existing.clone()
-		for field, have := range map[string]any{"algorithm": string(k.Algorithm), "provider": k.Provider, "rsa_bits": k.RSABits} {
+		if _, ok := d.GetOk("kms_key_id"); ok {
+			return badRequest(`invalid "kms_key_id": key %q exists; bind a new KMS key with keys/%s/rotate kms_key_id=...`, name, name)
+		}
+		for field, have := range map[string]any{"algorithm": string(k.Algorithm), "provider": k.Provider, "rsa_bits": k.RSABits, "region": k.Region, "endpoint": k.Endpoint} {
 			if v, ok := d.GetOk(field); ok && v != have {
 				return badRequest(`invalid %q: cannot change the %s of existing key %q (it is %v); create a new key and point roles at it`, field, field, name, have)
 			}
@@ -218,11 +243,15 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	} else {
 		probe := k.clone()
 		probe.Versions, probe.LatestVersion = []*keyVersion{{Version: 1, KeyID: "-"}}, 1
+		if k.Provider == providerAWSKMS {
+			probe.Versions[0].KMSKeyARN = "-"
+		}
 		if err := probe.validate(); err != nil {
 			return badRequest("%s", err)
 		}
-		if err := b.rotateKey(ctx, k, b.now()); err != nil {
-			return b.respondErr(err, "generating key failed", "key", name, "algorithm", k.Algorithm)
+		opts := versionOptions{kmsKeyID: d.Get("kms_key_id").(string)}
+		if err := b.rotateKey(ctx, req.Storage, k, b.now(), opts); err != nil {
+			return b.respondErr(err, "creating key failed", "key", name, "algorithm", k.Algorithm, "provider", k.Provider)
 		}
 	}
 

@@ -19,6 +19,10 @@ func pathKeysRotate(b *backend) *framework.Path {
 		},
 		Fields: map[string]*framework.FieldSchema{
 			"name": {Type: framework.TypeString, Required: true, Description: "Name of the key."},
+			"kms_key_id": {
+				Type:        framework.TypeString,
+				Description: "For awskms keys, required: the new KMS key the new version signs with (AWS does not rotate asymmetric keys itself). Not for local keys.",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
@@ -45,7 +49,7 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("key %q does not exist", name))
 	}
 	k = k.clone()
-	if err := b.rotateKey(ctx, k, b.now()); err != nil {
+	if err := b.rotateKey(ctx, req.Storage, k, b.now(), versionOptions{kmsKeyID: d.Get("kms_key_id").(string)}); err != nil {
 		return b.respondErr(err, "rotating key failed", "key", name)
 	}
 	if err := b.saveKey(ctx, req.Storage, k); err != nil {

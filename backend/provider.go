@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"fmt"
 
+	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/local"
 )
@@ -18,9 +20,17 @@ const providerLocal = "local"
 type keyProvider interface {
 	// create makes the material for a new version of k, filling in
 	// KeyID and PublicKey (and whatever the provider stores to sign).
-	create(ctx context.Context, k *key) (*keyVersion, error)
-	// signer builds the signer for a stored version of k.
-	signer(k *key, v *keyVersion) (signer.Signer, error)
+	// Errors the caller can fix are userErrors.
+	create(ctx context.Context, s logical.Storage, k *key, opts versionOptions) (*keyVersion, error)
+	// signer builds the signer for a stored version of k, without I/O to
+	// the key's holder.
+	signer(ctx context.Context, s logical.Storage, k *key, v *keyVersion) (signer.Signer, error)
+}
+
+// versionOptions are the request's say in a new version.
+type versionOptions struct {
+	// kmsKeyID is the KMS key a new awskms version is bound to.
+	kmsKeyID string
 }
 
 func (b *backend) provider(name string) (keyProvider, error) {
@@ -35,7 +45,10 @@ func (b *backend) provider(name string) (keyProvider, error) {
 // PKCS #8 in the seal-wrapped key entry.
 type localProvider struct{}
 
-func (localProvider) create(_ context.Context, k *key) (*keyVersion, error) {
+func (localProvider) create(_ context.Context, _ logical.Storage, k *key, opts versionOptions) (*keyVersion, error) {
+	if opts.kmsKeyID != "" {
+		return nil, userError{fmt.Errorf(`invalid "kms_key_id": only provider awskms keys are bound to KMS keys`)}
+	}
 	priv, err := local.Generate(k.Algorithm, k.RSABits)
 	if err != nil {
 		return nil, err
@@ -55,7 +68,7 @@ func (localProvider) create(_ context.Context, k *key) (*keyVersion, error) {
 	return &keyVersion{KeyID: kid, PublicKey: pub, PrivateKey: der}, nil
 }
 
-func (localProvider) signer(k *key, v *keyVersion) (signer.Signer, error) {
+func (localProvider) signer(_ context.Context, _ logical.Storage, k *key, v *keyVersion) (signer.Signer, error) {
 	priv, err := local.ParsePrivateKey(v.PrivateKey)
 	if err != nil {
 		return nil, err

@@ -113,6 +113,31 @@ func New(ctx context.Context, api API, gov *Governor, ref string, alg signer.Alg
 	return s, nil
 }
 
+// FromPublicKey rebuilds a Signer for the KMS key arn without calling KMS,
+// from the public key New fetched when the key was first checked (callers
+// store it). Every signature is still verified against pub, so a key that
+// changed in KMS can never yield a token.
+func FromPublicKey(api API, gov *Governor, arn string, alg signer.Algorithm, pub crypto.PublicKey) (*Signer, error) {
+	if !keyARNRe.MatchString(arn) {
+		return nil, fmt.Errorf("%w: %q is not a key ARN", ErrInvalidKeyRef, arn)
+	}
+	in, err := signer.Lookup(string(alg))
+	if err != nil {
+		return nil, err
+	}
+	if err := in.CheckKey(pub); err != nil {
+		return nil, fmt.Errorf("KMS key %s: %w: %v", arn, ErrKeyUnusable, err)
+	}
+	kid, err := signer.Thumbprint(pub)
+	if err != nil {
+		return nil, err
+	}
+	if gov == nil {
+		gov = NewGovernor(GovernorOptions{})
+	}
+	return &Signer{api: api, gov: gov, info: in, arn: arn, kid: kid, pub: pub, metrics: &Metrics{}}, nil
+}
+
 // checkMetadata refuses a key that cannot make in's signatures.
 func checkMetadata(md *types.KeyMetadata, in signer.Info) error {
 	switch {

@@ -1,0 +1,248 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms/kmstest"
+)
+
+const testSecretKey = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETzz"
+
+// kmsBackend is a test backend configured for a kmstest server.
+func kmsBackend(t *testing.T) (*testBackend, *kmstest.Server, *kms.Client) {
+	t.Helper()
+	for _, v := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	srv, url := kmstest.NewTestServer(t, kmstest.Options{})
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "config/aws", map[string]any{
+		"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": url,
+		"breaker_cooldown": "1s",
+	})
+	return tb, srv, kmstest.NewClient(url)
+}
+
+func kmsSpec(alg signer.Algorithm) string {
+	if spec := alg.Info().KMSKeySpec; spec != "" {
+		return spec
+	}
+	return "RSA_2048"
+}
+
+func newKMSKey(t *testing.T, srv *kmstest.Server, alg signer.Algorithm) string {
+	t.Helper()
+	_, arn, err := srv.CreateKeyForTest(kmsSpec(alg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return arn
+}
+
+func TestAWSConfig(t *testing.T) {
+	tb, _, _ := kmsBackend(t)
+	d := tb.mustRead(t, "config/aws").Data
+	if d["access_key"] != "AKIDTEST" || d["secret_key_set"] != true || d["session_token_set"] != false || d["max_requests_per_second"] != 250 {
+		t.Fatalf("read: %#v", d)
+	}
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+		want string
+	}{
+		{"access key without secret", map[string]any{"secret_key": ""}, `"access_key"/"secret_key"`},
+		{"bad region", map[string]any{"region": "Europe"}, `"region"`},
+		{"bad endpoint", map[string]any{"endpoint": "ftp://kms"}, `"endpoint"`},
+		{"endpoint with credentials", map[string]any{"endpoint": "https://user:pw@kms.example.com"}, `"endpoint"`},
+		{"bad role", map[string]any{"role_arn": "arn:aws:iam::1:role/x"}, `"role_arn"`},
+		{"zero rate", map[string]any{"max_requests_per_second": 0}, `"max_requests_per_second"`},
+		{"tiny timeout", map[string]any{"call_timeout": "0s"}, `"call_timeout"`},
+		{"too many attempts", map[string]any{"max_attempts": 50}, `"max_attempts"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb.wantBadRequest(t, logical.UpdateOperation, "config/aws", tc.data, tc.want)
+		})
+	}
+	if resp, err := tb.request(t, logical.DeleteOperation, "config/aws", nil); err != nil || resp != nil {
+		t.Fatalf("delete: %v %#v", err, resp)
+	}
+	if d := tb.mustRead(t, "config/aws").Data; d["secret_key_set"] != false || d["access_key"] != "" {
+		t.Fatalf("after delete: %#v", d)
+	}
+}
+
+func TestAWSKMSKeysEachAlgorithm(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	for _, alg := range signer.Algorithms() {
+		t.Run(string(alg), func(t *testing.T) {
+			name := "kms-" + strings.ToLower(string(alg))
+			arn := newKMSKey(t, srv, alg)
+			d := tb.mustWrite(t, "keys/"+name, map[string]any{"provider": "awskms", "algorithm": string(alg), "kms_key_id": arn}).Data
+			v1 := d["versions"].(map[string]any)["1"].(map[string]any)
+			if d["provider"] != "awskms" || v1["kms_key_arn"] != arn || d["rsa_bits"] != nil {
+				t.Fatalf("key: %#v", d)
+			}
+			tb.mustWrite(t, "roles/"+name, map[string]any{"key": name, "audiences": "a"})
+			for range 3 {
+				tok := tb.issue(t, name, nil)
+				if tok.header["alg"] != string(alg) {
+					t.Fatalf("header %v", tok.header)
+				}
+				if size := alg.Info().SignatureSize; size != 0 && len(tok.sig) != size {
+					t.Fatalf("signature %d bytes, want %d", len(tok.sig), size)
+				}
+			}
+			m := tb.mustRead(t, "keys/"+name).Data["versions"].(map[string]any)["1"].(map[string]any)["kms_metrics"].(map[string]any)
+			if m["signs"] != int64(3) {
+				t.Fatalf("kms_metrics %v", m)
+			}
+		})
+	}
+	assertNoSecretsInLogs(t, tb)
+	if strings.Contains(tb.logs.String(), testSecretKey) {
+		t.Fatal("the AWS secret key is in the log")
+	}
+}
+
+func TestAWSKMSBadInput(t *testing.T) {
+	tb, srv, client := kmsBackend(t)
+	ctx := context.Background()
+	es256 := newKMSKey(t, srv, signer.ES256)
+	disabled := newKMSKey(t, srv, signer.ES256)
+	if _, err := client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(disabled)}); err != nil {
+		t.Fatal(err)
+	}
+	tb.mustWrite(t, "keys/kms", map[string]any{"provider": "awskms", "kms_key_id": es256})
+	tb.mustWrite(t, "keys/local", nil)
+	for _, tc := range []struct {
+		name string
+		op   logical.Operation
+		path string
+		data map[string]any
+		want []string
+	}{
+		{"no kms_key_id", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms"}, []string{`"kms_key_id"`, "required"}},
+		{"not a key reference", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": "my key"}, []string{`"kms_key_id"`, "not a KMS key ID"}},
+		{"AWS managed alias", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": "alias/aws/ebs"}, []string{`"kms_key_id"`, "AWS managed"}},
+		{"key spec does not fit", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": es256, "algorithm": "ES384"}, []string{`"kms_key_id"`, "ECC_NIST_P384"}},
+		{"RSA alg on EC key", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": es256, "algorithm": "PS256"}, []string{`"kms_key_id"`, "RSA_2048"}},
+		{"missing KMS key", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": "1234abcd-12ab-34cd-56ef-1234567890ab"}, []string{`"kms_key_id"`, "not found"}},
+		{"disabled KMS key", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": disabled}, []string{`"kms_key_id"`, "disabled"}},
+		{"rsa_bits on awskms", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": es256, "algorithm": "RS256", "rsa_bits": 2048}, []string{`"rsa_bits"`}},
+		{"rotation_period on awskms", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": es256, "rotation_period": "24h"}, []string{`"rotation_period"`}},
+		{"bad region", logical.CreateOperation, "keys/new", map[string]any{"provider": "awskms", "kms_key_id": es256, "region": "mars"}, []string{`"region"`}},
+		{"kms_key_id on local", logical.CreateOperation, "keys/new", map[string]any{"kms_key_id": es256}, []string{`"kms_key_id"`, "only provider awskms"}},
+		{"kms_key_id on existing key", logical.UpdateOperation, "keys/kms", map[string]any{"kms_key_id": es256}, []string{`"kms_key_id"`, "rotate"}},
+		{"rotate awskms without kms_key_id", logical.UpdateOperation, "keys/kms/rotate", nil, []string{`"kms_key_id"`, "required"}},
+		{"rotate to the same KMS key", logical.UpdateOperation, "keys/kms/rotate", map[string]any{"kms_key_id": es256}, []string{`"kms_key_id"`, "already uses"}},
+		{"rotate local with kms_key_id", logical.UpdateOperation, "keys/local/rotate", map[string]any{"kms_key_id": es256}, []string{`"kms_key_id"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb.wantBadRequest(t, tc.op, tc.path, tc.data, tc.want...)
+		})
+	}
+}
+
+// TestAWSKMSRotation: rotating to a new KMS key signs with it at once and
+// keeps the old version published.
+func TestAWSKMSRotation(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	first, second := newKMSKey(t, srv, signer.ES256), newKMSKey(t, srv, signer.ES256)
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": first})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	before := tb.issue(t, "r", nil)
+	d := tb.mustWrite(t, "keys/k/rotate", map[string]any{"kms_key_id": second}).Data
+	vs := d["versions"].(map[string]any)
+	if vs["2"].(map[string]any)["kms_key_arn"] != second || vs["1"].(map[string]any)["state"] != statePrevious {
+		t.Fatalf("after rotate: %#v", vs)
+	}
+	after := tb.issue(t, "r", nil)
+	if after.header["kid"] == before.header["kid"] {
+		t.Fatal("same kid after rotation")
+	}
+	if kids := jwksKids(t, tb); len(kids) != 2 {
+		t.Fatalf("JWKS %v", kids)
+	}
+}
+
+// TestAWSKMSReloadMakesNoKMSCalls: a key loaded from storage (a restart, a
+// standby) is rebuilt from its stored public key; only Sign reaches KMS.
+func TestAWSKMSReloadMakesNoKMSCalls(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": newKMSKey(t, srv, signer.EdDSA), "algorithm": "EdDSA"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	tb.resetCaches()
+	tb.dropAWS()
+	srv.ResetStats()
+	tb.issue(t, "r", nil)
+	st := srv.Stats()
+	if st.Requests["Sign"] != 1 || st.Total() != 1 {
+		t.Fatalf("KMS requests after reload: %v", st.Requests)
+	}
+}
+
+// TestAWSKMSIssueFailures: what a caller sees when KMS fails. Nothing is a
+// 500 and no token comes back.
+func TestAWSKMSIssueFailures(t *testing.T) {
+	tb, srv, client := kmsBackend(t)
+	arn := newKMSKey(t, srv, signer.ES256)
+	tb.mustWrite(t, "config/aws", map[string]any{"max_attempts": 1})
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	tb.issue(t, "r", nil)
+
+	expect := func(t *testing.T, status int, want string) {
+		t.Helper()
+		resp, err := tb.request(t, logical.UpdateOperation, "issue/r", nil)
+		if resp != nil && resp.Data["token"] != nil {
+			t.Fatal("a token came back")
+		}
+		if code := httpStatus(logical.UpdateOperation, "issue/r", resp, err); code != status || !strings.Contains(err.Error(), want) {
+			t.Fatalf("status %d, err %v; want %d containing %q", code, err, status, want)
+		}
+	}
+	t.Run("throttled", func(t *testing.T) {
+		srv.SetFaults(kmstest.Faults{ThrottleRate: 1})
+		defer srv.SetFaults(kmstest.Faults{})
+		expect(t, 429, "throttled")
+	})
+	t.Run("down, then fast failures, then back", func(t *testing.T) {
+		srv.SetFaults(kmstest.Faults{Unavailable: true})
+		for range 5 {
+			expect(t, 503, "KMS unavailable")
+		}
+		if st := tb.mustRead(t, "config/aws").Data["kms"].(map[string]any); !strings.Contains(fmt.Sprint(st), "open") {
+			t.Fatalf("breaker state not reported open: %v", st)
+		}
+		srv.ResetStats()
+		expect(t, 503, "circuit breaker open")
+		if n := srv.Stats().Total(); n != 0 {
+			t.Fatalf("open breaker sent %d requests", n)
+		}
+		srv.SetFaults(kmstest.Faults{})
+		time.Sleep(1100 * time.Millisecond) // the breaker_cooldown of 1s, on the real clock
+		tb.issue(t, "r", nil)
+	})
+	t.Run("disabled key", func(t *testing.T) {
+		if _, err := client.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(arn)}); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, 502, "disabled")
+	})
+	if strings.Contains(tb.logs.String(), testSecretKey) {
+		t.Fatal("the AWS secret key is in the log")
+	}
+}
+
