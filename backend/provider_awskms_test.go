@@ -245,4 +245,3 @@ func TestAWSKMSIssueFailures(t *testing.T) {
 		t.Fatal("the AWS secret key is in the log")
 	}
 }
-

@@ -224,12 +224,14 @@ func redact(s string) string { return secrets.redact(s) }
 
 // processEnv is the environment for vault processes: the caller's, less every
 // VAULT_* variable (VAULT_FORMAT or VAULT_NAMESPACE would change what the CLI
-// prints), with HOME pointed at a directory of the test's own so that no
-// ~/.vault-token is read or written.
+// prints) and every AWS_* variable (the plugin inherits the server's
+// environment, and AWS_PROFILE or AWS_REGION there would change how it
+// reaches KMS), with HOME pointed at a directory of the test's own so that no
+// ~/.vault-token or ~/.aws is read or written.
 func processEnv(home string, extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
+		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "HOME=") {
 			continue
 		}
 		env = append(env, kv)
@@ -292,21 +294,22 @@ func newServer(t *testing.T, tl *tools, dev bool) *vaultServer {
 }
 
 // startDevServer starts `vault server -dev` with a root token of its own and
-// a config file that gives it a plugin directory.
-func startDevServer(t *testing.T, tl *tools) *vaultServer {
+// a config file that gives it a plugin directory. extraArgs go to `vault
+// server` as well, e.g. "-log-level=trace".
+func startDevServer(t *testing.T, tl *tools, extraArgs ...string) *vaultServer {
 	t.Helper()
 	s := newServer(t, tl, true)
 	s.rootToken = "e2e-root-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	secrets.add(s.rootToken)
 	cfg := filepath.Join(s.dir, "vault.hcl")
 	writeFile(t, cfg, fmt.Sprintf("plugin_directory = %q\ndisable_mlock = true\n", s.pluginDir))
-	s.start(t,
+	s.start(t, append([]string{
 		"server", "-dev",
-		"-dev-root-token-id="+s.rootToken,
-		"-dev-listen-address="+fmt.Sprintf("127.0.0.1:%d", s.port),
+		"-dev-root-token-id=" + s.rootToken,
+		"-dev-listen-address=" + fmt.Sprintf("127.0.0.1:%d", s.port),
 		"-dev-no-store-token",
-		"-config="+cfg,
-	)
+		"-config=" + cfg,
+	}, extraArgs...)...)
 	s.waitHealthy(t, startTimeout, http.StatusOK)
 	return s
 }
@@ -494,6 +497,14 @@ type cliResult struct {
 // run runs the vault CLI against this server with the given token ("" for
 // none). It never fails the test.
 func (s *vaultServer) run(token string, stdin string, args ...string) cliResult {
+	return s.runEnv(token, stdin, nil, args...)
+}
+
+// runEnv is run with more environment variables for the CLI, e.g.
+// VAULT_MAX_RETRIES=0 to see every error the server answers rather than the
+// CLI retrying 429s and 5xx. It never fails the test, so it may be called
+// from any goroutine.
+func (s *vaultServer) runEnv(token, stdin string, env []string, args ...string) cliResult {
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.tools.vaultBin, args...)
@@ -502,6 +513,7 @@ func (s *vaultServer) run(token string, stdin string, args ...string) cliResult 
 	if token != "" {
 		extra = append(extra, "VAULT_TOKEN="+token)
 	}
+	extra = append(extra, env...)
 	cmd.Env = processEnv(filepath.Join(s.dir, "home"), extra...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
