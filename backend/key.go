@@ -98,7 +98,7 @@ func (k *key) validate() error {
 			return fmt.Errorf(`invalid "rsa_bits": not for provider awskms; the KMS key's spec sets the size`)
 		}
 		if k.RotationPeriod != 0 {
-			return fmt.Errorf(`invalid "rotation_period": awskms keys rotate only to a new KMS key, with keys/%s/rotate kms_key_id=...`, k.Name)
+			return fmt.Errorf(`invalid "rotation_period": awskms keys rotate only to a new KMS key, with keys/%s/rotate and a new kms_key_id`, k.Name)
 		}
 		if err := validateRegion(k.Region); err != nil {
 			return err

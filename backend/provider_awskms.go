@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -28,7 +27,6 @@ type kmsConn struct {
 // when config/aws changes. A governor is per region and endpoint: KMS
 // quotas are per account and region.
 type awsState struct {
-	mu    sync.Mutex
 	cfg   *awsConfig
 	conns map[string]*kmsConn
 }
