@@ -95,9 +95,10 @@ verify-deps:
 
 ## test-e2e: a real Vault, the real CLI, the plugin and the Node verifier.
 test-e2e: build verify-deps
+	$(GO) build -o $(CURDIR)/bin/kmstest ./cmd/kmstest
 	@vault_bin="$$(scripts/vault.sh)"; \
 	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) PLUGIN_VERSION=$(VERSION) VERIFY_DIR=$(VERIFY_DIR)"; \
-	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" PLUGIN_VERSION="$(VERSION)" VERIFY_DIR="$(VERIFY_DIR)" \
+	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" PLUGIN_VERSION="$(VERSION)" VERIFY_DIR="$(VERIFY_DIR)" KMSTEST_BIN="$(CURDIR)/bin/kmstest" \
 		$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./e2e/
 
 ## test: everything CI runs, in order.

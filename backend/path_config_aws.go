@@ -79,8 +79,8 @@ func (c *awsConfig) validate() error {
 		return fmt.Errorf(`invalid "max_requests_per_second" %d: must be between 1 and 100000`, c.MaxRequestsPerSecond)
 	case c.MaxConcurrency < 1 || c.MaxConcurrency > 4096:
 		return fmt.Errorf(`invalid "max_concurrency" %d: must be between 1 and 4096`, c.MaxConcurrency)
-	case c.CallTimeout < 100*time.Millisecond || c.CallTimeout > time.Minute:
-		return fmt.Errorf(`invalid "call_timeout" %s: must be between 100ms and 1m`, c.CallTimeout)
+	case c.CallTimeout < time.Second || c.CallTimeout > time.Minute:
+		return fmt.Errorf(`invalid "call_timeout" %s: must be between 1s and 1m, in whole seconds`, c.CallTimeout)
 	case c.MaxAttempts < 1 || c.MaxAttempts > 10:
 		return fmt.Errorf(`invalid "max_attempts" %d: must be between 1 and 10`, c.MaxAttempts)
 	case c.BreakerCooldown < time.Second || c.BreakerCooldown > 5*time.Minute:
@@ -101,9 +101,9 @@ func pathConfigAWS(b *backend) *framework.Path {
 			"region":        {Type: framework.TypeString, Description: "Default AWS region of KMS keys; a key's own region overrides it. Without it, AWS_REGION or shared config decide."},
 			"endpoint":      {Type: framework.TypeString, Description: "KMS endpoint URL, for a VPC endpoint; a key's own endpoint overrides it."},
 			"max_requests_per_second": {Type: framework.TypeInt, Default: 250,
-				Description: "KMS calls per second this mount makes per region; callers over it wait within their deadline. Keep it under the account's KMS quota (1,000/s for asymmetric signing by default) minus other users."},
+				Description: "KMS calls per second this mount makes per region; callers over it wait within their deadline. Keep it under the account's KMS quota for asymmetric signing (see Service Quotas) minus other users."},
 			"max_concurrency":  {Type: framework.TypeInt, Default: 64, Description: "KMS calls in flight per region."},
-			"call_timeout":     {Type: framework.TypeDurationSecond, Default: 5, Description: "Deadline of one KMS call, retries included."},
+			"call_timeout":     {Type: framework.TypeDurationSecond, Default: 5, Description: "Deadline of one KMS call, retries included: 1s to 1m, whole seconds."},
 			"max_attempts":     {Type: framework.TypeInt, Default: 3, Description: "Attempts per KMS call by the AWS SDK's standard retryer, the first included."},
 			"breaker_cooldown": {Type: framework.TypeDurationSecond, Default: 5, Description: "After 5 calls in a row find KMS unavailable, calls fail fast for this long, then one call probes KMS."},
 		},

@@ -173,20 +173,26 @@ func (p awskmsProvider) signer(ctx context.Context, s logical.Storage, k *key, v
 }
 
 // kmsError turns an awskms error into what the caller should see: KMS
-// throttling is a 429, KMS unavailable a 503. A key KMS will not use is,
-// when an operator names it (atCreate), a 400 on "kms_key_id"; when issuing,
-// a 502: the caller did nothing wrong. what names the key.
+// throttling is a 429, KMS unavailable (down, timed out, breaker open) a
+// 503. A key KMS will not use is, when an operator names it (atCreate), a
+// 400 on "kms_key_id"; when issuing, a 502: the caller did nothing wrong.
+// A token too large for KMS's raw-message limit is the caller's claims, a
+// 400. what names the key.
 func kmsError(what string, err error, atCreate bool) error {
 	keyProblem := errors.Is(err, awskms.ErrKeyNotFound) || errors.Is(err, awskms.ErrKeyDisabled) ||
-		errors.Is(err, awskms.ErrKeyState) || errors.Is(err, awskms.ErrAccessDenied)
+		errors.Is(err, awskms.ErrKeyState) || errors.Is(err, awskms.ErrAccessDenied) ||
+		errors.Is(err, awskms.ErrKeyUnusable) || errors.Is(err, awskms.ErrRefused)
 	switch {
-	case errors.Is(err, awskms.ErrInvalidKeyRef), errors.Is(err, awskms.ErrKeyUnusable), atCreate && keyProblem:
+	case errors.Is(err, awskms.ErrInvalidKeyRef), atCreate && keyProblem:
 		return userError{fmt.Errorf(`invalid "kms_key_id": %v`, err)}
+	case errors.Is(err, awskms.ErrMessageTooLong):
+		return userError{fmt.Errorf(`invalid "claims": the token is too large for an EdDSA key in AWS KMS, which signs at most %d bytes of header and claims; send fewer or smaller claims: %v`,
+			awskms.MaxRawMessage, err)}
 	case errors.Is(err, awskms.ErrThrottled):
 		return logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s: %v", what, err))
 	case errors.Is(err, awskms.ErrUnavailable), errors.Is(err, awskms.ErrTimeout):
 		return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("%s: %v", what, err))
-	case keyProblem, errors.Is(err, awskms.ErrBadSignature), errors.Is(err, awskms.ErrMessageTooLong):
+	case keyProblem, errors.Is(err, awskms.ErrBadSignature):
 		return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
 	}
 	return err

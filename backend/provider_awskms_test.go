@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms"
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms/kmstest"
 )
 
@@ -235,6 +237,12 @@ func TestAWSKMSIssueFailures(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond) // the breaker_cooldown of 1s, on the real clock
 		tb.issue(t, "r", nil)
 	})
+	t.Run("timeout", func(t *testing.T) {
+		tb.mustWrite(t, "config/aws", map[string]any{"call_timeout": "1s"})
+		srv.SetFaults(kmstest.Faults{Latency: 3 * time.Second})
+		defer srv.SetFaults(kmstest.Faults{})
+		expect(t, 503, "KMS unavailable: no answer in time")
+	})
 	t.Run("disabled key", func(t *testing.T) {
 		if _, err := client.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(arn)}); err != nil {
 			t.Fatal(err)
@@ -243,5 +251,64 @@ func TestAWSKMSIssueFailures(t *testing.T) {
 	})
 	if strings.Contains(tb.logs.String(), testSecretKey) {
 		t.Fatal("the AWS secret key is in the log")
+	}
+}
+
+// TestAWSKMSEdDSATooLarge: KMS signs Ed25519 over at most 4096 raw bytes;
+// a token whose claims make it larger is the caller's 400, and KMS is
+// never called.
+func TestAWSKMSEdDSATooLarge(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "algorithm": "EdDSA", "kms_key_id": newKMSKey(t, srv, signer.EdDSA)})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "allowed_claims": "blob"})
+	srv.ResetStats()
+	tb.wantBadRequest(t, logical.UpdateOperation, "issue/r", map[string]any{"claims": map[string]any{"blob": strings.Repeat("x", 4000)}}, `"claims"`, "4096")
+	if n := srv.Stats().Total(); n != 0 {
+		t.Fatalf("%d KMS calls for a token KMS cannot sign", n)
+	}
+	tb.issue(t, "r", map[string]any{"claims": map[string]any{"blob": strings.Repeat("x", 2000)}})
+}
+
+func TestKMSErrorMapping(t *testing.T) {
+	for _, tc := range []struct {
+		err            error
+		create, issue  int // 400 means a userError
+		createContains string
+	}{
+		{awskms.ErrInvalidKeyRef, 400, 400, `"kms_key_id"`},
+		{awskms.ErrKeyUnusable, 400, 502, `"kms_key_id"`},
+		{awskms.ErrKeyDisabled, 400, 502, `"kms_key_id"`},
+		{awskms.ErrKeyNotFound, 400, 502, `"kms_key_id"`},
+		{awskms.ErrAccessDenied, 400, 502, `"kms_key_id"`},
+		{awskms.ErrRefused, 400, 502, `"kms_key_id"`},
+		{awskms.ErrThrottled, 429, 429, "throttled"},
+		{awskms.ErrUnavailable, 503, 503, "KMS unavailable"},
+		{awskms.ErrTimeout, 503, 503, "KMS unavailable"},
+		{awskms.ErrBadSignature, 502, 502, "does not verify"},
+		{awskms.ErrMessageTooLong, 400, 400, `"claims"`},
+	} {
+		t.Run(tc.err.Error(), func(t *testing.T) {
+			for _, c := range []struct {
+				atCreate bool
+				want     int
+			}{{true, tc.create}, {false, tc.issue}} {
+				got := kmsError("key", fmt.Errorf("Sign arn: %w", tc.err), c.atCreate)
+				status := 500
+				var ue userError
+				var coded logical.HTTPCodedError
+				switch {
+				case errors.As(got, &ue):
+					status = 400
+				case errors.As(got, &coded):
+					status = coded.Code()
+				}
+				if status != c.want {
+					t.Errorf("atCreate=%v: %v -> %d, want %d", c.atCreate, tc.err, status, c.want)
+				}
+				if c.atCreate && !strings.Contains(got.Error(), tc.createContains) {
+					t.Errorf("%q does not contain %q", got, tc.createContains)
+				}
+			}
+		})
 	}
 }

@@ -22,9 +22,12 @@ var (
 	ErrKeyDisabled    = errors.New("KMS key is disabled")
 	ErrKeyState       = errors.New("KMS key is not usable in its current state (pending deletion or import)")
 	ErrThrottled      = errors.New("KMS throttled the request; retry later")
-	ErrTimeout        = errors.New("KMS did not answer in time")
+	ErrTimeout        = errors.New("KMS unavailable: no answer in time")
 	ErrUnavailable    = errors.New("KMS unavailable")
 	ErrMessageTooLong = errors.New("message too long for KMS")
+	// ErrRefused is KMS refusing a request for a reason without a
+	// sentinel of its own; the message has KMS's error code.
+	ErrRefused = errors.New("KMS refused the request")
 	// ErrBadSignature means KMS returned a signature that does not verify
 	// under the key's public key. It is never turned into a token.
 	ErrBadSignature = errors.New("KMS returned a signature that does not verify")
@@ -77,7 +80,7 @@ func classify(op, key string, err error) error {
 		var respErr *smithyhttp.ResponseError
 		if apiErr.ErrorFault() == smithy.FaultClient ||
 			(errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 400 && respErr.HTTPStatusCode() < 500) {
-			return fmt.Errorf("%s %s: KMS refused the request: %s: %s", op, key, apiErr.ErrorCode(), apiErr.ErrorMessage())
+			return fmt.Errorf("%s %s: %w: %s: %s", op, key, ErrRefused, apiErr.ErrorCode(), apiErr.ErrorMessage())
 		}
 		return fmt.Errorf("%s %s: %w (%s)", op, key, ErrUnavailable, apiErr.ErrorCode())
 	case errors.As(err, &netErr) && netErr.Timeout():

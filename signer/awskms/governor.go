@@ -14,8 +14,8 @@ import (
 // Governor: one per AWS account and region, since that is where KMS counts
 // its request quota.
 type GovernorOptions struct {
-	// MaxRequestsPerSecond caps calls per second (AWS's shared quota for
-	// asymmetric Sign is 1,000/s today and 300–500/s in older accounts).
+	// MaxRequestsPerSecond caps calls per second; keep it under the
+	// account's shared KMS quota for asymmetric signing in the region.
 	// Callers over the rate wait their turn, within their own deadline,
 	// instead of being throttled by AWS. Default 250.
 	MaxRequestsPerSecond float64
