@@ -102,11 +102,20 @@ func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsC
 	if err != nil {
 		return nil, userError{fmt.Errorf(`AWS configuration (jwt/config/aws, or the key's "region"/"endpoint") is not usable: %v`, err)}
 	}
+	logger := b.Logger()
 	c := &kmsConn{api: api, gov: awskms.NewGovernor(awskms.GovernorOptions{
 		MaxRequestsPerSecond: float64(cfg.MaxRequestsPerSecond),
 		MaxConcurrency:       cfg.MaxConcurrency,
 		CallTimeout:          cfg.CallTimeout,
 		BreakerCooldown:      cfg.BreakerCooldown,
+		OnBreakerChange: func(from, to string, failures int) {
+			kv := []any{"region", region, "endpoint", endpoint, "from", from, "to", to, "consecutive_failures", failures}
+			if to == awskms.BreakerOpen {
+				logger.Error("KMS circuit breaker open: KMS calls fail fast until a probe succeeds", append(kv, "cooldown", cfg.BreakerCooldown.String())...)
+			} else {
+				logger.Info("KMS circuit breaker closed: KMS answers again", kv...)
+			}
+		},
 	})}
 	st.conns[id] = c
 	return c, nil

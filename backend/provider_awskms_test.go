@@ -236,6 +236,12 @@ func TestAWSKMSIssueFailures(t *testing.T) {
 		srv.SetFaults(kmstest.Faults{})
 		time.Sleep(1100 * time.Millisecond) // the breaker_cooldown of 1s, on the real clock
 		tb.issue(t, "r", nil)
+		logs := tb.logs.String()
+		for _, want := range []string{`"@message":"KMS circuit breaker open`, `"@message":"KMS circuit breaker closed`, `"region":"us-east-1"`} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("log lacks %s", want)
+			}
+		}
 	})
 	t.Run("timeout", func(t *testing.T) {
 		tb.mustWrite(t, "config/aws", map[string]any{"call_timeout": "1s"})

@@ -248,7 +248,9 @@ func (c *fakeClock) Add(d time.Duration) {
 
 func TestBreaker(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
-	g := NewGovernor(GovernorOptions{BreakerThreshold: 3, BreakerCooldown: 10 * time.Second, Now: clock.Now, MaxRequestsPerSecond: 1e6})
+	var changes []string
+	g := NewGovernor(GovernorOptions{BreakerThreshold: 3, BreakerCooldown: 10 * time.Second, Now: clock.Now, MaxRequestsPerSecond: 1e6,
+		OnBreakerChange: func(from, to string, n int) { changes = append(changes, fmt.Sprintf("%s->%s/%d", from, to, n)) }})
 	ctx := context.Background()
 	calls := 0
 	down := func(context.Context) error { calls++; return classify("Sign", "k", errors.New("connection refused")) }
@@ -290,6 +292,9 @@ func TestBreaker(t *testing.T) {
 	}
 	if st := g.Stats(); st.BreakerState != BreakerClosed || st.FastFails != 2 {
 		t.Fatalf("after recovery: %+v", st)
+	}
+	if got := strings.Join(changes, " "); got != "closed->open/3 half-open->open/4 half-open->closed/4" {
+		t.Fatalf("breaker changes reported: %s", got)
 	}
 }
 

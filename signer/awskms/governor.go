@@ -35,6 +35,11 @@ type GovernorOptions struct {
 	BreakerCooldown time.Duration
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// OnBreakerChange, if set, is called (outside the governor's lock)
+	// when the breaker changes state, so the caller can log it, with the
+	// run of consecutive failures that led there (for a close, the run
+	// that just ended).
+	OnBreakerChange func(from, to string, consecutiveFailures int)
 }
 
 // Breaker states, as Metrics report them.
@@ -171,17 +176,24 @@ func (g *Governor) admit() (probe bool, err error) {
 // record feeds a call's outcome to the breaker.
 func (g *Governor) record(err error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	from, failures := g.state, g.failures
 	if !unavailable(err) {
 		// Success, or KMS answered (even with a refusal): it is up.
 		g.failures = 0
 		g.state = BreakerClosed
-		return
+	} else {
+		g.failures++
+		failures = g.failures
+		if g.state == BreakerHalfOpen || g.failures >= g.opts.BreakerThreshold {
+			g.state = BreakerOpen
+			g.openUntil = g.opts.Now().Add(g.opts.BreakerCooldown)
+		}
 	}
-	g.failures++
-	if g.state == BreakerHalfOpen || g.failures >= g.opts.BreakerThreshold {
-		g.state = BreakerOpen
-		g.openUntil = g.opts.Now().Add(g.opts.BreakerCooldown)
+	to := g.state
+	g.mu.Unlock()
+	// A half-open probe that fails goes back to open; report that too.
+	if (from != to || from == BreakerHalfOpen) && g.opts.OnBreakerChange != nil {
+		g.opts.OnBreakerChange(from, to, failures)
 	}
 }
 
