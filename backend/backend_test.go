@@ -27,6 +27,9 @@ type testBackend struct {
 	storage logical.Storage
 	clock   *testClock
 	logs    *syncBuffer
+	// entityID goes on every request, as Vault sets it from the token.
+	entityID string
+	sys      *logical.StaticSystemView
 }
 
 type testClock struct {
@@ -68,9 +71,10 @@ func (s *syncBuffer) String() string {
 func getTestBackend(t testing.TB) *testBackend {
 	t.Helper()
 	logs := &syncBuffer{}
+	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
 	conf := &logical.BackendConfig{
 		Logger:      hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace, JSONFormat: true}),
-		System:      &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour},
+		System:      sys,
 		StorageView: &logical.InmemStorage{},
 	}
 	lb, err := NewFactory(WithRunningVersion("v0.0.0-test"))(context.Background(), conf)
@@ -80,7 +84,7 @@ func getTestBackend(t testing.TB) *testBackend {
 	b := lb.(*backend)
 	clock := &testClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	b.now = clock.Now
-	tb := &testBackend{backend: b, storage: conf.StorageView, clock: clock, logs: logs}
+	tb := &testBackend{backend: b, storage: conf.StorageView, clock: clock, logs: logs, sys: sys}
 	if tt, ok := t.(*testing.T); ok {
 		tb.t = tt
 	}
@@ -100,7 +104,7 @@ func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, 
 	if data != nil {
 		d = maps.Clone(data)
 	}
-	req := &logical.Request{Operation: op, Path: path, Data: d, Storage: tb.storage}
+	req := &logical.Request{Operation: op, Path: path, Data: d, Storage: tb.storage, EntityID: tb.entityID}
 	if op == logical.CreateOperation || op == logical.UpdateOperation {
 		checkFound, exists, err := tb.HandleExistenceCheck(context.Background(), req)
 		var userErr errutil.UserError

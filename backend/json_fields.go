@@ -14,7 +14,7 @@ import (
 // object. Over HTTP they may arrive as an object; from the vault CLI
 // (claims='{"team":"x"}') and from form-style clients, as a string.
 var jsonObjectFields = map[string][]string{
-	"roles/": {"claims"},
+	"roles/": {"claims", "claims_template", "claim_constraints"},
 	"issue/": {"claims"},
 }
 

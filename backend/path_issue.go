@@ -80,6 +80,10 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
 	}
 
+	if r.requireEntity() && req.EntityID == "" {
+		return badRequest(`role %q requires a Vault identity entity (require_entity), and the request's token has none; log in through an auth method (root and other entity-less tokens cannot issue from this role)`, name)
+	}
+
 	ttl := r.TTL
 	if v, ok := d.GetOk("ttl"); ok {
 		ttl = time.Duration(v.(int)) * time.Second
@@ -94,6 +98,9 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	sub := r.Subject
 	if v, ok := d.GetOk("subject"); ok && v.(string) != "" {
 		sub = v.(string)
+		if r.SubjectTemplate != "" {
+			return badRequest(`invalid "subject": role %q sets the subject from the caller's identity (subject_template)`, name)
+		}
 		if len(r.AllowedSubjects) == 0 {
 			return badRequest(`invalid "subject": role %q does not let callers choose the subject (allowed_subjects is empty)`, name)
 		}
@@ -111,6 +118,9 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 		if err := validateList("audience", aud); err != nil {
 			return badRequest("%s", err)
 		}
+		if r.MaxAudiences > 0 && len(aud) > r.MaxAudiences {
+			return badRequest(`invalid "audience": %d audiences, more than role %q's max_audiences %d`, len(aud), name, r.MaxAudiences)
+		}
 		for _, a := range aud {
 			if !matchAny(r.AllowedAudiences, a) {
 				return badRequest(`invalid "audience" %q: matches none of role %q's allowed_audiences`, a, name)
@@ -124,12 +134,58 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 		if err := validateClaims("claims", extra); err != nil {
 			return badRequest("%s", err)
 		}
-		for c := range extra {
-			if _, pinned := r.Claims[c]; pinned {
+		for c, v := range extra {
+			_, pinned := r.Claims[c]
+			_, templated := r.ClaimsTemplate[c]
+			if pinned || templated {
 				return badRequest(`invalid "claims": %q is pinned by role %q and cannot be overridden`, c, name)
 			}
 			if !slices.Contains(r.AllowedClaims, c) {
 				return badRequest(`invalid "claims": %q is not in role %q's allowed_claims`, c, name)
+			}
+			if con := r.constraints[c]; con != nil {
+				if err := con.check(v); err != nil {
+					return badRequest(`invalid "claims": %q %s (role %q's claim_constraints)`, c, err, name)
+				}
+			}
+		}
+	}
+	for _, c := range r.RequiredClaims {
+		if _, ok := extra[c]; !ok {
+			return badRequest(`invalid "claims": role %q requires claim %q (required_claims)`, name, c)
+		}
+	}
+
+	pinned := r.pinned
+	if r.templated {
+		id, err := b.loadIdentity(req.EntityID, r.needsGroups)
+		if err != nil {
+			return b.respondErr(err, "issue: reading identity failed", "role", name)
+		}
+		if r.SubjectTemplate != "" {
+			v, err := id.render("subject_template", r.SubjectTemplate)
+			if err != nil {
+				return b.respondErr(err, "issue: rendering subject failed", "role", name)
+			}
+			str, isString := v.(string)
+			if !isString || str == "" {
+				return badRequest(`cannot render "subject_template" %q: it must give a non-empty string`, r.SubjectTemplate)
+			}
+			sub = str
+		}
+		if len(r.ClaimsTemplate) > 0 {
+			rendered, err := id.renderValue("claims_template", map[string]any(r.ClaimsTemplate))
+			if err != nil {
+				return b.respondErr(err, "issue: rendering claims failed", "role", name)
+			}
+			members, err := objectMembers(rendered.(map[string]any))
+			if err != nil {
+				return b.respondErr(err, "issue: encoding claims failed", "role", name)
+			}
+			if len(pinned) > 0 {
+				pinned = append(append(append([]byte{}, pinned...), ','), members...)
+			} else {
+				pinned = members
 			}
 		}
 	}
@@ -158,7 +214,7 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	now := b.now()
 	issuedAt := now.Add(-r.NotBeforeSkew).Unix()
 	exp := now.Add(ttl).Truncate(time.Second)
-	claims := tokenClaims{iss: iss, sub: sub, aud: aud, iat: issuedAt, nbf: issuedAt, exp: exp.Unix(), pinned: r.pinned, extra: extra}
+	claims := tokenClaims{iss: iss, sub: sub, aud: aud, iat: issuedAt, nbf: issuedAt, exp: exp.Unix(), pinned: pinned, extra: extra}
 	if r.JTI {
 		claims.jti = newJTI()
 	}
@@ -169,6 +225,9 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	header, err := k.header(r.Typ)
 	if err != nil {
 		return b.respondErr(err, "issue: encoding header failed", "role", name, "key", r.Key)
+	}
+	if size := tokenSize(header, payload, s); size > maxTokenBytes {
+		return badRequest(`invalid "claims": the token would be %d bytes, over the %d-byte cap; send fewer or smaller claims`, size, maxTokenBytes)
 	}
 	token, err := signer.SignCompact(ctx, s, header, payload)
 	if err != nil {
@@ -183,6 +242,21 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 		"expires_at": exp.UTC().Format(time.RFC3339),
 		"expires_in": int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
 	}}, nil
+}
+
+// maxTokenBytes caps an encoded token: most HTTP stacks refuse header
+// lines, and many proxies whole header blocks, past 8 KiB.
+const maxTokenBytes = 8 << 10
+
+// tokenSize is the length of the compact JWS that header, payload and s
+// would make.
+func tokenSize(header string, payload []byte, s signer.Signer) int {
+	sigLen := s.Algorithm().Info().SignatureSize
+	if k, ok := s.Public().(interface{ Size() int }); ok {
+		sigLen = k.Size()
+	}
+	enc := base64.RawURLEncoding
+	return len(header) + 1 + enc.EncodedLen(len(payload)) + 1 + enc.EncodedLen(sigLen)
 }
 
 func matchAny(patterns []string, v string) bool {

@@ -88,6 +88,33 @@ func pathRoles(b *backend) *framework.Path {
 				Default:     true,
 				Description: `Give each token a unique "jti" of 128 random bits.`,
 			},
+			"subject_template": {
+				Type:        framework.TypeString,
+				Description: `Vault identity template for "sub", such as {{identity.entity.id}}. Callers then cannot choose the subject. Not with "subject".`,
+			},
+			"claims_template": {
+				Type: framework.TypeMap,
+				Description: `JSON object of claims pinned into every token whose string values may hold Vault identity templates: {{identity.entity.id}}, .name, ` +
+					`.metadata.<key>, .aliases.<mount accessor>.name and .metadata.<key>; a value that is exactly {{identity.entity.groups.names}} or ` +
+					`{{identity.entity.groups.ids}} becomes a JSON array. A template the caller's identity cannot fill fails the request.`,
+			},
+			"require_entity": {
+				Type:        framework.TypeBool,
+				Description: "Refuse callers whose token has no Vault identity entity (such as root). Default: true when a template is set.",
+			},
+			"required_claims": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Names of claims the caller must set on issue; each must be in allowed_claims.",
+			},
+			"claim_constraints": {
+				Type: framework.TypeMap,
+				Description: `JSON object: claim name (in allowed_claims) → a glob string, or rules {"type": string|number|integer|boolean|array|object, ` +
+					`"enum": [...], "pattern": "<RE2, unanchored>", "max_length": n}. A caller's value must meet every rule.`,
+			},
+			"max_audiences": {
+				Type:        framework.TypeInt,
+				Description: "Most audiences a caller may request; 0 means no limit.",
+			},
 		},
 		ExistenceCheck: b.roleExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -141,6 +168,12 @@ var roleResponses = map[int][]framework.Response{
 			"not_before_skew":   {Type: framework.TypeDurationSecond, Required: true},
 			"typ":               {Type: framework.TypeString, Required: true},
 			"jti":               {Type: framework.TypeBool, Required: true},
+			"subject_template":  {Type: framework.TypeString, Required: true},
+			"claims_template":   {Type: framework.TypeMap, Required: true},
+			"require_entity":    {Type: framework.TypeBool, Required: true, Description: "Effective value."},
+			"required_claims":   {Type: framework.TypeStringSlice, Required: true},
+			"claim_constraints": {Type: framework.TypeMap, Required: true},
+			"max_audiences":     {Type: framework.TypeInt, Required: true},
 		},
 	}},
 }
@@ -191,7 +224,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			}
 		}
 	}
-	strs := map[string]*string{"key": &r.Key, "issuer": &r.Issuer, "subject": &r.Subject, "typ": &r.Typ}
+	strs := map[string]*string{"key": &r.Key, "issuer": &r.Issuer, "subject": &r.Subject, "typ": &r.Typ, "subject_template": &r.SubjectTemplate}
 	for field, dst := range strs {
 		if v, ok := d.GetOk(field); ok {
 			*dst = v.(string)
@@ -199,7 +232,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	}
 	lists := map[string]*[]string{
 		"audiences": &r.Audiences, "allowed_audiences": &r.AllowedAudiences,
-		"allowed_subjects": &r.AllowedSubjects, "allowed_claims": &r.AllowedClaims,
+		"allowed_subjects": &r.AllowedSubjects, "allowed_claims": &r.AllowedClaims, "required_claims": &r.RequiredClaims,
 	}
 	for field, dst := range lists {
 		if v, ok := d.GetOk(field); ok {
@@ -217,6 +250,18 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	}
 	if v, ok := d.GetOk("jti"); ok {
 		r.JTI = v.(bool)
+	}
+	for field, dst := range map[string]*map[string]any{"claims_template": &r.ClaimsTemplate, "claim_constraints": &r.ClaimConstraints} {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(map[string]any)
+		}
+	}
+	if v, ok := d.GetOk("require_entity"); ok {
+		b := v.(bool)
+		r.RequireEntity = &b
+	}
+	if v, ok := d.GetOk("max_audiences"); ok {
+		r.MaxAudiences = v.(int)
 	}
 
 	if err := b.saveRole(ctx, req.Storage, r); err != nil {
@@ -243,9 +288,11 @@ func (r *role) responseData() map[string]any {
 		}
 		return s
 	}
-	claims := r.Claims
-	if claims == nil {
-		claims = map[string]any{}
+	orEmpty := func(m map[string]any) map[string]any {
+		if m == nil {
+			return map[string]any{}
+		}
+		return m
 	}
 	return map[string]any{
 		"name":              r.Name,
@@ -257,11 +304,17 @@ func (r *role) responseData() map[string]any {
 		"allowed_audiences": nonNil(r.AllowedAudiences),
 		"subject":           r.Subject,
 		"allowed_subjects":  nonNil(r.AllowedSubjects),
-		"claims":            claims,
+		"claims":            orEmpty(r.Claims),
 		"allowed_claims":    nonNil(r.AllowedClaims),
 		"not_before_skew":   int64(r.NotBeforeSkew.Seconds()),
 		"typ":               r.Typ,
 		"jti":               r.JTI,
+		"subject_template":  r.SubjectTemplate,
+		"claims_template":   orEmpty(r.ClaimsTemplate),
+		"require_entity":    r.requireEntity(),
+		"required_claims":   nonNil(r.RequiredClaims),
+		"claim_constraints": orEmpty(r.ClaimConstraints),
+		"max_audiences":     r.MaxAudiences,
 	}
 }
 

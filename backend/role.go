@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -50,9 +51,64 @@ type role struct {
 	NotBeforeSkew    time.Duration  `json:"not_before_skew"`
 	Typ              string         `json:"typ"`
 	JTI              bool           `json:"jti"`
+	// SubjectTemplate and ClaimsTemplate derive "sub" and claims from the
+	// caller's Vault identity; their claims are pinned like Claims.
+	SubjectTemplate string         `json:"subject_template,omitempty"`
+	ClaimsTemplate  map[string]any `json:"claims_template,omitempty"`
+	// RequireEntity refuses callers without an identity entity; unset, it
+	// is true exactly when a template is used.
+	RequireEntity  *bool    `json:"require_entity,omitempty"`
+	RequiredClaims []string `json:"required_claims,omitempty"`
+	// ClaimConstraints is as written; constraints is it parsed.
+	ClaimConstraints map[string]any `json:"claim_constraints,omitempty"`
+	MaxAudiences     int            `json:"max_audiences,omitempty"`
 
 	// pinned is Claims encoded once as JSON object members, for issue.
-	pinned []byte
+	pinned      []byte
+	constraints map[string]*claimConstraint
+	// needsGroups: a template reads the entity's groups.
+	needsGroups bool
+	// templated: a template reads the caller's identity.
+	templated bool
+}
+
+// hasTemplates reports whether the role renders anything from identity.
+func (r *role) hasTemplates() bool {
+	if hasTemplate(r.SubjectTemplate) {
+		return true
+	}
+	found := false
+	_ = templateStrings(r.ClaimsTemplate, func(s string) error {
+		found = found || hasTemplate(s)
+		return nil
+	})
+	return found
+}
+
+// requireEntity is the effective require_entity.
+func (r *role) requireEntity() bool {
+	if r.RequireEntity != nil {
+		return *r.RequireEntity
+	}
+	return r.hasTemplates()
+}
+
+// prepare derives what issue needs from the stored fields.
+func (r *role) prepare() error {
+	var err error
+	if r.pinned, err = objectMembers(r.Claims); err != nil {
+		return err
+	}
+	if r.constraints, err = parseConstraints(r.ClaimConstraints); err != nil {
+		return err
+	}
+	r.templated = r.hasTemplates()
+	r.needsGroups = strings.Contains(r.SubjectTemplate, "groups")
+	_ = templateStrings(r.ClaimsTemplate, func(s string) error {
+		r.needsGroups = r.needsGroups || strings.Contains(s, "identity.entity.groups")
+		return nil
+	})
+	return nil
 }
 
 // validate checks the invariants a stored role must keep on its own;
@@ -96,12 +152,51 @@ func (r *role) validate() error {
 	if err := validateClaims("claims", r.Claims); err != nil {
 		return err
 	}
+	if r.Subject != "" && r.SubjectTemplate != "" {
+		return fmt.Errorf(`invalid "subject_template": set "subject" or "subject_template", not both`)
+	}
+	if err := validateTemplate("subject_template", r.SubjectTemplate); err != nil {
+		return err
+	}
+	if err := validateClaims("claims_template", r.ClaimsTemplate); err != nil {
+		return err
+	}
+	for name, v := range r.ClaimsTemplate {
+		if _, pinned := r.Claims[name]; pinned {
+			return fmt.Errorf(`invalid "claims_template": %q is also in "claims"; a claim comes from one of them`, name)
+		}
+		if err := templateStrings(v, func(tpl string) error { return validateTemplate("claims_template", tpl) }); err != nil {
+			return err
+		}
+	}
+	for _, name := range r.RequiredClaims {
+		if !slices.Contains(r.AllowedClaims, name) {
+			return fmt.Errorf(`invalid "required_claims": %q is not in allowed_claims`, name)
+		}
+	}
+	if err := validateList("required_claims", r.RequiredClaims); err != nil {
+		return err
+	}
+	if _, err := parseConstraints(r.ClaimConstraints); err != nil {
+		return err
+	}
+	for name := range r.ClaimConstraints {
+		if !slices.Contains(r.AllowedClaims, name) {
+			return fmt.Errorf(`invalid "claim_constraints": %q is not in allowed_claims; constraints are for claims callers may set`, name)
+		}
+	}
+	if r.MaxAudiences < 0 {
+		return fmt.Errorf(`invalid "max_audiences": must not be negative (0 means no limit)`)
+	}
 	for _, name := range r.AllowedClaims {
 		if slices.Contains(reservedClaims, name) {
 			return fmt.Errorf(`invalid "allowed_claims": %q is reserved; the engine sets it (use "audience" or "subject" on issue where the role allows)`, name)
 		}
 		if _, pinned := r.Claims[name]; pinned {
 			return fmt.Errorf(`invalid "allowed_claims": %q is pinned by "claims"; callers can never override a pinned claim`, name)
+		}
+		if _, pinned := r.ClaimsTemplate[name]; pinned {
+			return fmt.Errorf(`invalid "allowed_claims": %q is pinned by "claims_template"; callers can never override a pinned claim`, name)
 		}
 	}
 	return nil
@@ -164,7 +259,7 @@ func loadRole(ctx context.Context, s logical.Storage, name string) (*role, error
 	if err := entry.DecodeJSON(r); err != nil {
 		return nil, fmt.Errorf("decoding role %q: %w", name, err)
 	}
-	if r.pinned, err = objectMembers(r.Claims); err != nil {
+	if err := r.prepare(); err != nil {
 		return nil, fmt.Errorf("role %q: %w", name, err)
 	}
 	return r, nil
