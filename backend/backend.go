@@ -103,8 +103,8 @@ func newBackend(opts ...Option) *backend {
 		// The framework tries each pattern in order; no two overlap, so
 		// order only affects speed, and the hot paths come first.
 		Paths: framework.PathAppend(
-			// Issuing tokens.
-			[]*framework.Path{pathIssue(b)},
+			// Issuing and checking tokens.
+			[]*framework.Path{pathIssue(b), pathVerify(b)},
 			// Public, unauthenticated key discovery.
 			pathJWKS(b),
 			// Mount-wide settings.

@@ -1,0 +1,226 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+)
+
+// verifyLeeway is the clock skew verify allows on exp, nbf and iat.
+const verifyLeeway = 30 * time.Second
+
+func pathVerify(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "verify",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "verify",
+			OperationSuffix: "token",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"token":    {Type: framework.TypeString, Required: true, Description: "The JWT to check, in compact serialization."},
+			"audience": {Type: framework.TypeString, Description: `If set, the token's "aud" must contain it.`},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: b.pathVerify,
+				Summary:  "Check a token strictly against this mount's keys and issuer (RFC 7662-style answer).",
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							"active": {Type: framework.TypeBool, Required: true, Description: "Whether the token is valid now."},
+							"claims": {Type: framework.TypeMap, Description: "The token's claims, when active."},
+							"kid":    {Type: framework.TypeString, Description: "The key version that signed it, when active."},
+							"alg":    {Type: framework.TypeString, Description: "Its algorithm, when active."},
+							"reason": {Type: framework.TypeString, Description: "Why it is not active."},
+						},
+					}},
+				},
+			},
+		},
+		HelpSynopsis:    "Check a token strictly.",
+		HelpDescription: pathVerifyHelpDesc,
+	}
+}
+
+func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	token := d.Get("token").(string)
+	if token == "" {
+		return badRequest(`invalid "token": required`)
+	}
+	res, err := b.verifyToken(ctx, req.Storage, token, d.Get("audience").(string))
+	if err != nil {
+		return b.respondErr(err, "verify failed")
+	}
+	return &logical.Response{Data: res}, nil
+}
+
+// verifyToken answers for one token; an error is an internal failure,
+// never a verdict on the token.
+func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, audience string) (map[string]any, error) {
+	inactive := func(format string, args ...any) (map[string]any, error) {
+		return map[string]any{"active": false, "reason": fmt.Sprintf(format, args...)}, nil
+	}
+	p, err := signer.ParseCompact(token)
+	if err != nil {
+		return inactive("%v", err)
+	}
+	if p.Kid == "" {
+		return inactive(`no "kid" header: this engine's tokens always name their key`)
+	}
+	e, v, err := b.keyVersionByKid(ctx, s, p.Kid)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return inactive("no published key version has kid %q (unknown, deleted, or retired)", p.Kid)
+	}
+	if p.Alg != e.key.Algorithm {
+		return inactive("alg %s does not match the key's algorithm %s", p.Alg, e.key.Algorithm)
+	}
+	if err := signer.Verify(p.Alg, e.signers[v.Version].Public(), p.SigningInput, p.Signature); err != nil {
+		return inactive("%v", err)
+	}
+	claims, err := signer.ParseClaims(p.Payload)
+	if err != nil {
+		return inactive("%v", err)
+	}
+	now := b.now()
+	exp, err := numericDate(claims, "exp", true)
+	if err != nil {
+		return inactive("%v", err)
+	}
+	if !now.Before(exp.Add(verifyLeeway)) {
+		return inactive("expired at %s", exp.UTC().Format(time.RFC3339))
+	}
+	for _, name := range []string{"nbf", "iat"} {
+		t, err := numericDate(claims, name, false)
+		if err != nil {
+			return inactive("%v", err)
+		}
+		if !t.IsZero() && t.After(now.Add(verifyLeeway)) {
+			return inactive("%q is in the future (%s)", name, t.UTC().Format(time.RFC3339))
+		}
+	}
+	iss, _ := claims["iss"].(string)
+	ok, err := b.isOurIssuer(ctx, s, iss)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return inactive("issuer %q is not this mount's", iss)
+	}
+	if audience != "" && !hasAudience(claims["aud"], audience) {
+		return inactive("audience %q is not in the token's aud", audience)
+	}
+	return map[string]any{"active": true, "claims": claims, "kid": p.Kid, "alg": string(p.Alg)}, nil
+}
+
+// keyVersionByKid finds a published version by kid among this mount's keys.
+func (b *backend) keyVersionByKid(ctx context.Context, s logical.Storage, kid string) (*keyEntry, *keyVersion, error) {
+	names, err := s.List(ctx, keyPrefix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing keys: %w", err)
+	}
+	now := b.now()
+	for _, name := range names {
+		e, err := b.getKey(ctx, s, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if e == nil {
+			continue
+		}
+		for _, v := range e.key.published(now) {
+			if v.KeyID == kid {
+				return e, v, nil
+			}
+		}
+	}
+	return nil, nil, nil
+}
+
+// isOurIssuer: iss is the configured issuer or a role's own.
+func (b *backend) isOurIssuer(ctx context.Context, s logical.Storage, iss string) (bool, error) {
+	if iss == "" {
+		return false, nil
+	}
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	if iss == cfg.Issuer {
+		return true, nil
+	}
+	names, err := s.List(ctx, rolePrefix)
+	if err != nil {
+		return false, fmt.Errorf("listing roles: %w", err)
+	}
+	for _, n := range names {
+		r, err := b.getRole(ctx, s, n)
+		if err != nil {
+			return false, err
+		}
+		if r != nil && r.Issuer == iss {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func numericDate(claims map[string]any, name string, required bool) (time.Time, error) {
+	raw, ok := claims[name]
+	if !ok {
+		if required {
+			return time.Time{}, fmt.Errorf("no %q claim", name)
+		}
+		return time.Time{}, nil
+	}
+	n, ok := raw.(json.Number)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%q is not a number", name)
+	}
+	f, err := n.Float64()
+	if err != nil || f < 0 || f > 1e11 {
+		return time.Time{}, fmt.Errorf("%q is not a valid NumericDate", name)
+	}
+	return time.Unix(int64(f), 0), nil
+}
+
+func hasAudience(aud any, want string) bool {
+	switch a := aud.(type) {
+	case string:
+		return a == want
+	case []any:
+		return slices.ContainsFunc(a, func(v any) bool { s, _ := v.(string); return s == want })
+	}
+	return false
+}
+
+const pathVerifyHelpDesc = `
+Checks a token as strictly as the engine signs it, and answers in the style of
+RFC 7662 token introspection: "active" true with the claims, kid and alg, or
+false with a "reason" for operators.
+
+The token must be a compact JWS of at most 16 KiB with exactly two dots, in
+unpadded base64url without stray bits, with a UTF-8 JSON header and claims
+that repeat no names. Its "alg" must be one of the ten this engine signs
+with ("none" in any casing and HS* are not), and equal the algorithm of the
+published key version its "kid" names. Headers that carry or point to keys
+(jwk, jku, x5u, x5c), crit, b64 and JWE headers are refused and never
+followed. Signatures are checked strictly: exact lengths, ECDSA as R‖S with
+neither half zero, PSS with the salt as long as the hash. "exp" is required;
+"exp", "nbf" and "iat" are checked with 30s of leeway; "iss" must be this
+mount's issuer or a role's; "aud" must contain "audience" when given.
+Retired and deleted key versions are unknown. A malformed or invalid token is
+a 200 with active=false; a missing "token" is a 400.
+`

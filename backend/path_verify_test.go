@@ -1,0 +1,170 @@
+package backend
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+)
+
+func b64s(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// verify calls the verify path and returns active and reason.
+func (tb *testBackend) verify(t *testing.T, token, audience string) (bool, string, map[string]any) {
+	t.Helper()
+	data := map[string]any{"token": token}
+	if audience != "" {
+		data["audience"] = audience
+	}
+	resp := tb.mustWrite(t, "verify", data)
+	reason, _ := resp.Data["reason"].(string)
+	claims, _ := resp.Data["claims"].(map[string]any)
+	return resp.Data["active"].(bool), reason, claims
+}
+
+// TestVerifyAttacks is the table of known attacks on JWT verifiers; each
+// forged token must be inactive.
+func TestVerifyAttacks(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/es", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "keys/rs", map[string]any{"algorithm": "RS256"})
+	tb.mustWrite(t, "roles/es", map[string]any{"key": "es", "audiences": "api"})
+	tb.mustWrite(t, "roles/rs", map[string]any{"key": "rs", "audiences": "api"})
+	good := tb.mustWrite(t, "issue/es", nil).Data["token"].(string)
+	rsTok := tb.mustWrite(t, "issue/rs", nil).Data["token"].(string)
+
+	active, reason, claims := tb.verify(t, good, "api")
+	if !active || claims["aud"] != "api" {
+		t.Fatalf("the good token is not active: %s", reason)
+	}
+	if active, _, _ := tb.verify(t, rsTok, ""); !active {
+		t.Fatal("the RS256 token is not active")
+	}
+
+	parts := strings.Split(good, ".")
+	header, payload := decodeSegment(t, parts[0]), parts[1]
+	esKid := header["kid"].(string)
+	rsKid := decodeSegment(t, strings.Split(rsTok, ".")[0])["kid"].(string)
+	hdr := func(h string) string { return b64s([]byte(h)) }
+
+	// RS→HS confusion: HMAC with the RSA public key (PEM) as the secret.
+	e, _ := tb.getKey(t.Context(), tb.storage, "rs")
+	pubDER, _ := x509.MarshalPKIXPublicKey(e.currentSigner().Public())
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	hsInput := hdr(`{"alg":"HS256","kid":"`+rsKid+`","typ":"JWT"}`) + "." + strings.Split(rsTok, ".")[1]
+	mac := hmac.New(sha256.New, pubPEM)
+	mac.Write([]byte(hsInput))
+	hsToken := hsInput + "." + b64s(mac.Sum(nil))
+
+	// An attacker's own key, embedded as jwk or served from jku/x5u.
+	attacker, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var fetched atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
+		fmt.Fprint(w, `{"keys":[]}`)
+	}))
+	defer srv.Close()
+	signAs := func(h string) string {
+		input := hdr(h) + "." + payload
+		digest := sha256.Sum256([]byte(input))
+		der, _ := ecdsa.SignASN1(rand.Reader, attacker, digest[:])
+		sig, _ := signer.ECDSAToJOSE(signer.ES256, der)
+		return input + "." + b64s(sig)
+	}
+	jwk, _ := signer.PublicJWK(signer.ES256, "evil", &attacker.PublicKey)
+	jwkJSON := fmt.Sprintf(`{"kty":"EC","crv":"P-256","x":%q,"y":%q}`, jwk.X, jwk.Y)
+
+	// Claims forged under our own header and kid, with a good signature
+	// impossible: kept to test claim checks via a really issued token.
+	now := tb.clock.Now().Unix()
+	withClaims := func(c string) string {
+		// Re-sign with the real key: the claim checks, not the signature,
+		// must refuse these.
+		ke, _ := tb.getKey(t.Context(), tb.storage, "es")
+		tok, err := signer.SignCompact(t.Context(), ke.currentSigner(), parts[0], []byte(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	for _, tc := range []struct {
+		name, token, audience, want string
+	}{
+		{"alg none", hdr(`{"alg":"none","kid":"`+esKid+`"}`) + "." + payload + ".", "", "empty header or signature"},
+		{"alg none with a signature", hdr(`{"alg":"none","kid":"`+esKid+`"}`) + "." + payload + "." + parts[2], "", "unknown algorithm"},
+		{"alg NoNe", hdr(`{"alg":"NoNe","kid":"`+esKid+`"}`) + "." + payload + "." + parts[2], "", "unknown algorithm"},
+		{"RS256 key used as HS256 secret", hsToken, "", "unknown algorithm"},
+		{"alg switched to the other key's", hdr(`{"alg":"RS256","kid":"`+esKid+`"}`) + "." + payload + "." + parts[2], "", "does not match the key's algorithm"},
+		{"embedded jwk", signAs(`{"alg":"ES256","kid":"evil","jwk":` + jwkJSON + `}`), "", `"jwk" is not accepted`},
+		{"jku to a loopback server", signAs(`{"alg":"ES256","kid":"evil","jku":"` + srv.URL + `"}`), "", `"jku" is not accepted`},
+		{"x5u to a loopback server", signAs(`{"alg":"ES256","kid":"evil","x5u":"` + srv.URL + `"}`), "", `"x5u" is not accepted`},
+		{"attacker key, our kid", signAs(`{"alg":"ES256","kid":"` + esKid + `"}`), "", "invalid signature"},
+		{"kid path traversal", signAs(`{"alg":"ES256","kid":"../../../../etc/passwd"}`), "", "no published key version"},
+		{"kid SQL", signAs(`{"alg":"ES256","kid":"' OR 1=1 --"}`), "", "no published key version"},
+		{"kid command", signAs(`{"alg":"ES256","kid":"$(touch /tmp/pwned)|id"}`), "", "no published key version"},
+		{"no kid", signAs(`{"alg":"ES256"}`), "", `no "kid"`},
+		{"psychic signature (r = s = 0)", parts[0] + "." + payload + "." + b64s(make([]byte, 64)), "", "r and s must be in [1, n-1]"},
+		{"signature in DER", parts[0] + "." + payload + "." + b64s(append([]byte{0x30, 0x44}, make([]byte, 68)...)), "", "want 64"},
+		{"crit", hdr(`{"alg":"ES256","kid":"`+esKid+`","crit":["exp"]}`) + "." + payload + "." + parts[2], "", `"crit" is not accepted`},
+		{"many dots", strings.Repeat(".", 100000), "", "more than 16384"},
+		{"trailing bits in the signature", parts[0] + "." + payload + "." + parts[2][:len(parts[2])-1] + "B", "", "not unpadded base64url"},
+		{"wrong audience", good, "other", "audience"},
+		{"expired", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d}`, now-60)), "", "expired"},
+		{"no exp", withClaims(`{"iss":"https://vault.test/v1/jwt"}`), "", `no "exp"`},
+		{"nbf in the future", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"nbf":%d}`, now+600, now+120)), "", `"nbf" is in the future`},
+		{"someone else's iss", withClaims(fmt.Sprintf(`{"iss":"https://evil.test","exp":%d}`, now+600)), "", "not this mount's"},
+		{"duplicate claims", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"sub":"a","sub":"admin"}`, now+600)), "", "repeats member"},
+		{"JWE", "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d", "", "dots"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			active, reason, _ := tb.verify(t, tc.token, tc.audience)
+			if active || !strings.Contains(reason, tc.want) {
+				t.Fatalf("active=%v reason=%q, want inactive with %q", active, reason, tc.want)
+			}
+		})
+	}
+	if n := fetched.Load(); n != 0 {
+		t.Fatalf("the verifier fetched a key URL %d times", n)
+	}
+}
+
+// TestVerifyKeyLifecycle: a rotated-out version verifies until its
+// publication ends, then its tokens are unknown.
+func TestVerifyKeyLifecycle(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA", "verification_ttl": "1h"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "30m", "max_ttl": "1h"})
+	tok := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	tb.mustWrite(t, "keys/k/rotate", nil)
+	tb.clock.Add(20 * time.Minute)
+	if active, reason, _ := tb.verify(t, tok, ""); !active {
+		t.Fatalf("old version's token not active within its lifetime: %s", reason)
+	}
+	tb.clock.Add(11 * time.Minute)
+	if active, reason, _ := tb.verify(t, tok, ""); active || !strings.Contains(reason, "expired") {
+		t.Fatalf("after expiry: %v %s", active, reason)
+	}
+	tb.clock.Add(30 * time.Minute)
+	if active, reason, _ := tb.verify(t, tok, ""); active || !strings.Contains(reason, "no published key version") {
+		t.Fatalf("after the version retired: %v %s", active, reason)
+	}
+	if resp, err := tb.request(t, logical.UpdateOperation, "verify", map[string]any{}); err == nil && !resp.IsError() {
+		t.Fatal("verify without a token is not a 400")
+	}
+}

@@ -1,0 +1,117 @@
+package signer
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func seg(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func TestParseCompact(t *testing.T) {
+	good := seg(`{"alg":"ES256","kid":"k1","typ":"JWT"}`) + "." + seg(`{"sub":"a"}`) + "." + seg("sig")
+	p, err := ParseCompact(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Alg != ES256 || p.Kid != "k1" || p.Typ != "JWT" || string(p.Payload) != `{"sub":"a"}` || string(p.Signature) != "sig" ||
+		string(p.SigningInput) != good[:strings.LastIndex(good, ".")] {
+		t.Fatalf("parsed %+v", p)
+	}
+	body := "." + seg(`{}`) + "." + seg("sig")
+	for _, tc := range []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"alg none", seg(`{"alg":"none"}`) + body, ErrUnknownAlgorithm},
+		{"alg None", seg(`{"alg":"None"}`) + body, ErrUnknownAlgorithm},
+		{"alg NONE", seg(`{"alg":"NONE"}`) + body, ErrUnknownAlgorithm},
+		{"alg nOnE", seg(`{"alg":"nOnE"}`) + body, ErrUnknownAlgorithm},
+		{"HS256", seg(`{"alg":"HS256"}`) + body, ErrUnknownAlgorithm},
+		{"lower-case es256", seg(`{"alg":"es256"}`) + body, ErrUnknownAlgorithm},
+		{"alg not a string", seg(`{"alg":["ES256"]}`) + body, ErrMalformed},
+		{"no alg", seg(`{"kid":"k"}`) + body, ErrMalformed},
+		{"duplicate alg", seg(`{"alg":"HS256","alg":"ES256"}`) + body, ErrMalformed},
+		{"embedded jwk", seg(`{"alg":"ES256","jwk":{"kty":"EC"}}`) + body, ErrMalformed},
+		{"jku", seg(`{"alg":"ES256","jku":"http://127.0.0.1:1/keys"}`) + body, ErrMalformed},
+		{"x5u", seg(`{"alg":"ES256","x5u":"http://127.0.0.1:1/cert"}`) + body, ErrMalformed},
+		{"x5c", seg(`{"alg":"ES256","x5c":["MII"]}`) + body, ErrMalformed},
+		{"crit", seg(`{"alg":"ES256","crit":["exp"]}`) + body, ErrMalformed},
+		{"empty crit", seg(`{"alg":"ES256","crit":[]}`) + body, ErrMalformed},
+		{"b64 false", seg(`{"alg":"ES256","b64":false,"crit":["b64"]}`) + body, ErrMalformed},
+		{"JWE header", seg(`{"alg":"RSA-OAEP","enc":"A256GCM"}`) + body, ErrMalformed},
+		{"JWE five parts", seg(`{"alg":"ES256"}`) + ".a.b.c.d", ErrMalformed},
+		{"JSON serialization", `{"payload":"e30","signatures":[]}`, ErrMalformed},
+		{"one dot", seg(`{"alg":"ES256"}`) + "." + seg("x"), ErrMalformed},
+		{"empty signature", seg(`{"alg":"ES256"}`) + "." + seg("{}") + ".", ErrMalformed},
+		{"padding", seg(`{"alg":"ES256"}`) + "=" + body, ErrMalformed},
+		{"standard base64", strings.ReplaceAll(seg(`{"alg":"ES256","kid":"??>"}`), "_", "/") + body, ErrMalformed},
+		{"stray bits", seg(`{"alg":"ES256"}`) + "." + seg("{}") + ".c2lnB", ErrMalformed},
+		{"header not an object", seg(`"ES256"`) + body, ErrMalformed},
+		{"header not UTF-8", seg("{\"alg\":\"ES256\",\"x\":\"\xff\"}") + body, ErrMalformed},
+		{"trailing data after header", seg(`{"alg":"ES256"} {}`) + body, ErrMalformed},
+		{"kid not a string", seg(`{"alg":"ES256","kid":7}`) + body, ErrMalformed},
+		{"too long", seg(`{"alg":"ES256"}`) + "." + strings.Repeat("A", MaxTokenLength) + ".c2ln", ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseCompact(tc.token); !errors.Is(err, tc.want) {
+				t.Fatalf("ParseCompact = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseCompactManyDots: a token of dots is refused by counting, without
+// splitting it into a million pieces.
+func TestParseCompactManyDots(t *testing.T) {
+	for _, tok := range []string{strings.Repeat(".", MaxTokenLength), strings.Repeat(".", 10<<20)} {
+		start := time.Now()
+		if _, err := ParseCompact(tok); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%d dots: %v", len(tok), err)
+		}
+		if d := time.Since(start); d > 50*time.Millisecond {
+			t.Fatalf("%d dots took %s", len(tok), d)
+		}
+	}
+}
+
+func TestParseClaims(t *testing.T) {
+	c, err := ParseClaims([]byte(`{"sub":"a","n":12345678901234567890}`))
+	if err != nil || c["sub"] != "a" || c["n"].(interface{ String() string }).String() != "12345678901234567890" {
+		t.Fatalf("%v %v", c, err)
+	}
+	for _, bad := range []string{`{"sub":"a","sub":"b"}`, `[]`, `{"a":1}x`, "{\"a\":\"\xff\"}", `foo`} {
+		if _, err := ParseClaims([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseClaims(%q) = %v", bad, err)
+		}
+	}
+}
+
+// FuzzParseCompact: the parser takes tokens from anyone who calls verify.
+// It must never panic, and what it accepts must be a well-formed compact
+// JWS of a known algorithm whose parts re-encode to the input.
+func FuzzParseCompact(f *testing.F) {
+	f.Add(seg(`{"alg":"ES256","kid":"k"}`) + "." + seg(`{"sub":"a"}`) + "." + seg("sig"))
+	f.Add(seg(`{"alg":"none"}`) + "." + seg(`{}`) + ".")
+	f.Add("..")
+	f.Add(seg(`{"alg":"EdDSA","crit":["x"]}`) + ".e30.c2ln")
+	f.Fuzz(func(t *testing.T, token string) {
+		p, err := ParseCompact(token)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownAlgorithm) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		if _, err := Lookup(string(p.Alg)); err != nil {
+			t.Fatalf("accepted unknown alg %q", p.Alg)
+		}
+		again := string(p.SigningInput) + "." + base64.RawURLEncoding.EncodeToString(p.Signature)
+		if again != token {
+			t.Fatalf("accepted %q, which does not re-encode to itself (%q)", token, again)
+		}
+	})
+}
