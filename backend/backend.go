@@ -110,7 +110,7 @@ func newBackend(opts ...Option) *backend {
 			// Mount-wide settings.
 			[]*framework.Path{pathConfig(b), pathConfigAWS(b)},
 			// Signing keys and their lifecycle.
-			[]*framework.Path{pathKeysList(b), pathKeys(b), pathKeysRotate(b)},
+			[]*framework.Path{pathKeysList(b), pathKeys(b), pathKeysRotate(b), pathKeysRevokeVersion(b)},
 			// Roles: who may get what token.
 			[]*framework.Path{pathRolesList(b), pathRoles(b)},
 		),

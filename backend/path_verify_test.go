@@ -168,3 +168,42 @@ func TestVerifyKeyLifecycle(t *testing.T) {
 		t.Fatal("verify without a token is not a 400")
 	}
 }
+
+// TestRevokeVersion: a revoked version leaves the JWKS at once and verify
+// rejects its tokens, while the current version's tokens stay good.
+func TestRevokeVersion(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	old := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	tb.mustWrite(t, "keys/k/rotate", nil)
+	cur := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	if kids := jwksKids(t, tb); len(kids) != 2 {
+		t.Fatalf("JWKS %v", kids)
+	}
+
+	tb.wantBadRequest(t, logical.UpdateOperation, "keys/k/revoke-version", map[string]any{"version": 2}, `"version"`, "current version")
+	tb.wantBadRequest(t, logical.UpdateOperation, "keys/k/revoke-version", map[string]any{"version": 7}, `"version"`, "no such")
+	tb.wantNotFound(t, logical.UpdateOperation, "keys/nope/revoke-version", map[string]any{"version": 1})
+
+	d := tb.mustWrite(t, "keys/k/revoke-version", map[string]any{"version": 1}).Data
+	if _, still := d["versions"].(map[string]any)["1"]; still {
+		t.Fatal("revoked version still listed")
+	}
+	if kids := jwksKids(t, tb); len(kids) != 1 {
+		t.Fatalf("JWKS after revoke %v", kids)
+	}
+	if active, reason, _ := tb.verify(t, old, ""); active || !strings.Contains(reason, "no published key version") {
+		t.Fatalf("revoked version's token: %v %s", active, reason)
+	}
+	if active, reason, _ := tb.verify(t, cur, ""); !active {
+		t.Fatalf("current token: %s", reason)
+	}
+	k, _ := loadKey(t.Context(), tb.storage, "k")
+	if len(k.Versions) != 1 || k.Versions[0].Version != 2 {
+		t.Fatal("the revoked version's private key is still stored")
+	}
+	if !strings.Contains(tb.logs.String(), `"@message":"key version revoked"`) {
+		t.Error("revocation not logged")
+	}
+}

@@ -1,0 +1,81 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathKeysRevokeVersion(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "keys/" + framework.GenericNameRegex("name") + "/revoke-version",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "revoke-version",
+			OperationSuffix: "key",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"name":    {Type: framework.TypeString, Required: true, Description: "Name of the key."},
+			"version": {Type: framework.TypeInt, Required: true, Description: "The version to retire at once. Not the current version: rotate first."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:  b.pathKeyRevokeVersion,
+				Summary:   "Retire a compromised key version at once: out of the JWKS, and its tokens no longer verify.",
+				Responses: keyResponses,
+			},
+		},
+		HelpSynopsis:    "Retire a key version at once.",
+		HelpDescription: pathKeysRevokeVersionHelpDesc,
+	}
+}
+
+func (b *backend) pathKeyRevokeVersion(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	version, ok := d.GetOk("version")
+	if !ok {
+		return badRequest(`invalid "version": required`)
+	}
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+
+	k, err := loadKey(ctx, req.Storage, name)
+	if err != nil {
+		return b.respondErr(err, "reading key failed", "key", name)
+	}
+	if k == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("key %q does not exist", name))
+	}
+	v := version.(int)
+	if v == k.LatestVersion {
+		return badRequest(`invalid "version" %d: it is key %q's current version; rotate first (keys/%s/rotate), then revoke it`, v, name, name)
+	}
+	k = k.clone()
+	i := slices.IndexFunc(k.Versions, func(kv *keyVersion) bool { return kv.Version == v })
+	if i < 0 {
+		return badRequest(`invalid "version" %d: key %q has no such published version`, v, name)
+	}
+	revoked := k.Versions[i]
+	k.Versions = slices.Delete(k.Versions, i, i+1)
+	if err := b.saveKey(ctx, req.Storage, k); err != nil {
+		return b.respondErr(err, "writing key failed", "key", name)
+	}
+	b.Logger().Warn("key version revoked", "key", name, "version", v, "kid", revoked.KeyID)
+	e, err := b.getKey(ctx, req.Storage, name)
+	if err != nil || e == nil {
+		return b.respondErr(fmt.Errorf("reading back key %q: %v", name, err), "revoking key version failed", "key", name)
+	}
+	return b.keyResponse(name, e)
+}
+
+const pathKeysRevokeVersionHelpDesc = `
+Retires a previous version of a key at once, for a compromised key: it leaves
+the JWKS, its private key (or KMS binding) is deleted, and jwt/verify treats
+its tokens as unknown. Verifiers that cached the JWKS drop it when their copy
+expires (Cache-Control max-age is at most 5 minutes). The current version
+cannot be revoked: rotate first, then revoke the old one.
+`
