@@ -54,6 +54,8 @@ type backend struct {
 	keys    map[string]*keyEntry
 	roles   map[string]*role
 	jwks    *jwksDoc
+	// issuers is every "iss" this mount signs with, for verify.
+	issuers map[string]bool
 	// gen counts cache drops, so a JWKS built across a key change is not
 	// cached.
 	gen uint64
@@ -152,6 +154,7 @@ func (b *backend) resetCaches() {
 	b.keys = map[string]*keyEntry{}
 	b.roles = map[string]*role{}
 	b.jwks = nil
+	b.issuers = nil
 }
 
 // cachedLoad returns m[name], calling load on a miss and caching a non-nil

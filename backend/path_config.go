@@ -162,6 +162,7 @@ func (b *backend) dropConfig() {
 	b.cacheMu.Lock()
 	b.config = nil
 	b.jwks = nil
+	b.issuers = nil
 	b.gen++
 	b.cacheMu.Unlock()
 }

@@ -23,6 +23,8 @@ const jwksMaxAge = 5 * time.Minute
 // published version's publication ends.
 type jwksDoc struct {
 	body []byte
+	// kids maps every published kid to its key's name, for verify.
+	kids map[string]string
 	// expires is when the earliest previous version leaves the set; zero
 	// if none will.
 	expires time.Time
@@ -136,7 +138,7 @@ func (b *backend) getJWKS(ctx context.Context, s logical.Storage) (*jwksDoc, err
 	}
 	sort.Strings(names)
 	set := signer.JWKSet{Keys: []signer.JWK{}}
-	next := &jwksDoc{}
+	next := &jwksDoc{kids: map[string]string{}}
 	seen := map[string]string{}
 	for _, name := range names {
 		e, err := b.getKey(ctx, s, name)
@@ -154,6 +156,7 @@ func (b *backend) getJWKS(ctx context.Context, s logical.Storage) (*jwksDoc, err
 				continue
 			}
 			seen[v.KeyID] = name
+			next.kids[v.KeyID] = name
 			jwk, err := signer.PublicJWK(e.key.Algorithm, v.KeyID, e.signers[v.Version].Public())
 			if err != nil {
 				return nil, fmt.Errorf("key %q version %d: %w", name, v.Version, err)

@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -35,41 +34,23 @@ func pathKeysRevokeVersion(b *backend) *framework.Path {
 }
 
 func (b *backend) pathKeyRevokeVersion(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
 	version, ok := d.GetOk("version")
 	if !ok {
 		return badRequest(`invalid "version": required`)
 	}
-	b.writeMu.Lock()
-	defer b.writeMu.Unlock()
-
-	k, err := loadKey(ctx, req.Storage, name)
-	if err != nil {
-		return b.respondErr(err, "reading key failed", "key", name)
-	}
-	if k == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("key %q does not exist", name))
-	}
 	v := version.(int)
-	if v == k.LatestVersion {
-		return badRequest(`invalid "version" %d: it is key %q's current version; rotate first (keys/%s/rotate), then revoke it`, v, name, name)
-	}
-	k = k.clone()
-	i := slices.IndexFunc(k.Versions, func(kv *keyVersion) bool { return kv.Version == v })
-	if i < 0 {
-		return badRequest(`invalid "version" %d: key %q has no such published version`, v, name)
-	}
-	revoked := k.Versions[i]
-	k.Versions = slices.Delete(k.Versions, i, i+1)
-	if err := b.saveKey(ctx, req.Storage, k); err != nil {
-		return b.respondErr(err, "writing key failed", "key", name)
-	}
-	b.Logger().Warn("key version revoked", "key", name, "version", v, "kid", revoked.KeyID)
-	e, err := b.getKey(ctx, req.Storage, name)
-	if err != nil || e == nil {
-		return b.respondErr(fmt.Errorf("reading back key %q: %v", name, err), "revoking key version failed", "key", name)
-	}
-	return b.keyResponse(name, e)
+	return b.changeKey(ctx, req, d.Get("name").(string), "revoking key version failed", func(k *key) (func(), error) {
+		if v == k.LatestVersion {
+			return nil, userError{fmt.Errorf(`invalid "version" %d: it is key %q's current version; rotate first (keys/%s/rotate), then revoke it`, v, k.Name, k.Name)}
+		}
+		i := slices.IndexFunc(k.Versions, func(kv *keyVersion) bool { return kv.Version == v })
+		if i < 0 {
+			return nil, userError{fmt.Errorf(`invalid "version" %d: key %q has no such published version`, v, k.Name)}
+		}
+		kid := k.Versions[i].KeyID
+		k.Versions = slices.Delete(k.Versions, i, i+1)
+		return func() { b.Logger().Warn("key version revoked", "key", k.Name, "version", v, "kid", kid) }, nil
+	})
 }
 
 const pathKeysRevokeVersionHelpDesc = `

@@ -37,7 +37,23 @@ func pathKeysRotate(b *backend) *framework.Path {
 }
 
 func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
+	opts := versionOptions{kmsKeyID: d.Get("kms_key_id").(string)}
+	return b.changeKey(ctx, req, d.Get("name").(string), "rotating key failed", func(k *key) (func(), error) {
+		if err := b.rotateKey(ctx, req.Storage, k, b.now(), opts); err != nil {
+			return nil, err
+		}
+		return func() {
+			b.Logger().Info("rotated key", "key", k.Name, "version", k.LatestVersion, "kid", k.current().KeyID)
+		}, nil
+	})
+}
+
+// changeKey is the frame of a key action: under writeMu, load the key (404
+// if missing), let change alter a copy, save it, run the func change
+// returned (to log what happened, now that it has), and answer with the key
+// as read. An error from change is answered by respondErr (a userError is a
+// 400) and nothing is saved.
+func (b *backend) changeKey(ctx context.Context, req *logical.Request, name, failMsg string, change func(k *key) (after func(), err error)) (*logical.Response, error) {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 
@@ -49,16 +65,19 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("key %q does not exist", name))
 	}
 	k = k.clone()
-	if err := b.rotateKey(ctx, req.Storage, k, b.now(), versionOptions{kmsKeyID: d.Get("kms_key_id").(string)}); err != nil {
-		return b.respondErr(err, "rotating key failed", "key", name)
+	after, err := change(k)
+	if err != nil {
+		return b.respondErr(err, failMsg, "key", name)
 	}
 	if err := b.saveKey(ctx, req.Storage, k); err != nil {
 		return b.respondErr(err, "writing key failed", "key", name)
 	}
-	b.Logger().Info("rotated key", "key", name, "version", k.LatestVersion, "kid", k.current().KeyID)
+	if after != nil {
+		after()
+	}
 	e, err := b.getKey(ctx, req.Storage, name)
 	if err != nil || e == nil {
-		return b.respondErr(fmt.Errorf("reading back key %q: %v", name, err), "rotating key failed", "key", name)
+		return b.respondErr(fmt.Errorf("reading back key %q: %v", name, err), failMsg, "key", name)
 	}
 	return b.keyResponse(name, e)
 }

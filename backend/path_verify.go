@@ -125,56 +125,70 @@ func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, aud
 	return map[string]any{"active": true, "claims": claims, "kid": p.Kid, "alg": string(p.Alg)}, nil
 }
 
-// keyVersionByKid finds a published version by kid among this mount's keys.
+// keyVersionByKid finds a published version by kid, through the cached
+// JWKS's kid index: no storage read once the caches are warm.
 func (b *backend) keyVersionByKid(ctx context.Context, s logical.Storage, kid string) (*keyEntry, *keyVersion, error) {
-	names, err := s.List(ctx, keyPrefix)
+	doc, err := b.getJWKS(ctx, s)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing keys: %w", err)
+		return nil, nil, err
 	}
-	now := b.now()
-	for _, name := range names {
-		e, err := b.getKey(ctx, s, name)
-		if err != nil {
-			return nil, nil, err
-		}
-		if e == nil {
-			continue
-		}
-		for _, v := range e.key.published(now) {
-			if v.KeyID == kid {
-				return e, v, nil
-			}
+	name, ok := doc.kids[kid]
+	if !ok {
+		return nil, nil, nil
+	}
+	e, err := b.getKey(ctx, s, name)
+	if err != nil || e == nil {
+		return nil, nil, err
+	}
+	for _, v := range e.key.published(b.now()) {
+		if v.KeyID == kid {
+			return e, v, nil
 		}
 	}
 	return nil, nil, nil
 }
 
-// isOurIssuer: iss is the configured issuer or a role's own.
+// isOurIssuer: iss is the configured issuer or a role's own. The set is
+// cached and dropped with any role or config change.
 func (b *backend) isOurIssuer(ctx context.Context, s logical.Storage, iss string) (bool, error) {
 	if iss == "" {
 		return false, nil
 	}
-	cfg, err := b.getConfig(ctx, s)
-	if err != nil {
-		return false, err
-	}
-	if iss == cfg.Issuer {
-		return true, nil
-	}
-	names, err := s.List(ctx, rolePrefix)
-	if err != nil {
-		return false, fmt.Errorf("listing roles: %w", err)
-	}
-	for _, n := range names {
-		r, err := b.getRole(ctx, s, n)
+	b.cacheMu.RLock()
+	set := b.issuers
+	b.cacheMu.RUnlock()
+	if set == nil {
+		cfg, err := b.getConfig(ctx, s)
 		if err != nil {
 			return false, err
 		}
-		if r != nil && r.Issuer == iss {
-			return true, nil
+		b.cacheMu.RLock()
+		gen := b.gen
+		b.cacheMu.RUnlock()
+		names, err := s.List(ctx, rolePrefix)
+		if err != nil {
+			return false, fmt.Errorf("listing roles: %w", err)
 		}
+		set = map[string]bool{}
+		if cfg.Issuer != "" {
+			set[cfg.Issuer] = true
+		}
+		for _, n := range names {
+			r, err := b.getRole(ctx, s, n)
+			if err != nil {
+				return false, err
+			}
+			if r != nil && r.Issuer != "" {
+				set[r.Issuer] = true
+			}
+		}
+		b.cacheMu.Lock()
+		if b.gen == gen {
+			b.issuers = set
+		}
+		b.cacheMu.Unlock()
 	}
-	return false, nil
+	return set[iss], nil
 }
 
 func numericDate(claims map[string]any, name string, required bool) (time.Time, error) {

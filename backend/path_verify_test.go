@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -205,5 +206,48 @@ func TestRevokeVersion(t *testing.T) {
 	}
 	if !strings.Contains(tb.logs.String(), `"@message":"key version revoked"`) {
 		t.Error("revocation not logged")
+	}
+}
+
+// countingStorage counts reads.
+type countingStorage struct {
+	logical.Storage
+	reads atomic.Int64
+}
+
+func (c *countingStorage) Get(ctx context.Context, k string) (*logical.StorageEntry, error) {
+	c.reads.Add(1)
+	return c.Storage.Get(ctx, k)
+}
+
+func (c *countingStorage) List(ctx context.Context, p string) ([]string, error) {
+	c.reads.Add(1)
+	return c.Storage.List(ctx, p)
+}
+
+// TestVerifyUsesCaches: once warm, verify reads no storage; the issuer set
+// follows role changes.
+func TestVerifyUsesCaches(t *testing.T) {
+	tb := getTestBackend(t)
+	cs := &countingStorage{Storage: tb.storage}
+	tb.storage = cs
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "issuer": "urn:example:a"})
+	tok := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	if active, reason, _ := tb.verify(t, tok, ""); !active {
+		t.Fatalf("a role's own issuer: %s", reason)
+	}
+	cs.reads.Store(0)
+	for range 10 {
+		if active, _, _ := tb.verify(t, tok, ""); !active {
+			t.Fatal("inactive")
+		}
+	}
+	if n := cs.reads.Load(); n != 0 {
+		t.Fatalf("10 warm verifies made %d storage reads", n)
+	}
+	tb.mustWrite(t, "roles/r", map[string]any{"issuer": "urn:example:b"})
+	if active, reason, _ := tb.verify(t, tok, ""); active || !strings.Contains(reason, "not this mount's") {
+		t.Fatalf("after the role's issuer changed: %v %s", active, reason)
 	}
 }

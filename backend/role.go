@@ -296,6 +296,8 @@ func (b *backend) saveRole(ctx context.Context, s logical.Storage, r *role) erro
 func (b *backend) dropRole(name string) {
 	b.cacheMu.Lock()
 	delete(b.roles, name)
+	b.issuers = nil
+	b.gen++
 	b.cacheMu.Unlock()
 }
 
