@@ -56,6 +56,8 @@ type backend struct {
 	jwks    *jwksDoc
 	// issuers is every "iss" this mount signs with, for verify.
 	issuers map[string]bool
+	// revocations indexes revoked tokens and subjects, for verify.
+	revocations *revocationIndex
 	// gen counts cache drops, so a JWKS built across a key change is not
 	// cached.
 	gen uint64
@@ -107,6 +109,8 @@ func newBackend(opts ...Option) *backend {
 		Paths: framework.PathAppend(
 			// Issuing and checking tokens.
 			[]*framework.Path{pathIssue(b), pathVerify(b)},
+			// Revoking tokens.
+			pathRevoke(b),
 			// Public, unauthenticated key discovery.
 			pathJWKS(b),
 			// Mount-wide settings.
@@ -155,6 +159,7 @@ func (b *backend) resetCaches() {
 	b.roles = map[string]*role{}
 	b.jwks = nil
 	b.issuers = nil
+	b.revocations = nil
 }
 
 // cachedLoad returns m[name], calling load on a miss and caching a non-nil
@@ -195,6 +200,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.dropKey(strings.TrimPrefix(key, keyPrefix))
 	case strings.HasPrefix(key, rolePrefix):
 		b.dropRole(strings.TrimPrefix(key, rolePrefix))
+	case isRevocationKey(key):
+		b.dropRevocations()
 	}
 }
 
@@ -213,6 +220,10 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return err
 	}
 	var errs *multierror.Error
+	if _, err := b.tidyRevocations(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
+		b.Logger().Error("tidying revocations failed", "error", err)
+		errs = multierror.Append(errs, err)
+	}
 	for _, name := range names {
 		if err := b.maintainKey(ctx, req.Storage, name); err != nil {
 			if errors.Is(err, logical.ErrReadOnly) {

@@ -122,6 +122,13 @@ func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, aud
 	if audience != "" && !hasAudience(claims["aud"], audience) {
 		return inactive("audience %q is not in the token's aud", audience)
 	}
+	revs, err := b.getRevocations(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if reason := revs.revokedReason(claims); reason != "" {
+		return inactive("%s", reason)
+	}
 	return map[string]any{"active": true, "claims": claims, "kid": p.Kid, "alg": string(p.Alg)}, nil
 }
 

@@ -1,0 +1,141 @@
+package backend
+
+import (
+	"crypto/elliptic"
+	"encoding/base64"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// highSTwin returns the other valid encoding of an ES256 token: the same
+// header and claims with s replaced by n - s.
+func highSTwin(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("signature: %v", err)
+	}
+	s := new(big.Int).SetBytes(sig[32:])
+	s.Sub(elliptic.P256().Params().N, s)
+	twin := append([]byte{}, sig[:32]...)
+	twin = append(twin, s.FillBytes(make([]byte, 32))...)
+	return parts[0] + "." + parts[1] + "." + b64s(twin)
+}
+
+func TestRevokeByToken(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "10m"})
+	tok := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	other := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	twin := highSTwin(t, tok)
+	if twin == tok {
+		t.Fatal("twin is the same string")
+	}
+	if active, reason, _ := tb.verify(t, twin, ""); !active {
+		t.Fatalf("the high-S twin should verify before revocation (ECDSA allows it): %s", reason)
+	}
+
+	d := tb.mustWrite(t, "revoke", map[string]any{"token": tok}).Data
+	if d["revoked"] != "jti" || d["issuer"] != "https://vault.test/v1/jwt" {
+		t.Fatalf("revoke: %#v", d)
+	}
+	for name, token := range map[string]string{"token": tok, "high-S twin": twin} {
+		if active, reason, _ := tb.verify(t, token, ""); active || !strings.Contains(reason, "revoked") {
+			t.Fatalf("%s after revocation: active=%v %s", name, active, reason)
+		}
+	}
+	if active, _, _ := tb.verify(t, other, ""); !active {
+		t.Fatal("revoking one token revoked another")
+	}
+	list := tb.mustRead(t, "revocations").Data
+	if jtis := list["jtis"].([]any); len(jtis) != 1 {
+		t.Fatalf("revocations: %#v", list)
+	}
+
+	// Tidy keeps the entry while the token could be valid, then removes it.
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
+		t.Fatalf("tidy removed %v too early", n)
+	}
+	tb.clock.Add(11 * time.Minute)
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 1 {
+		t.Fatalf("tidy removed %v after expiry", n)
+	}
+	if jtis := tb.mustRead(t, "revocations").Data["jtis"].([]any); len(jtis) != 0 {
+		t.Fatalf("after tidy: %v", jtis)
+	}
+}
+
+func TestRevokeBySubjectAndJTI(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "allowed_subjects": "user-*", "max_ttl": "2h"})
+	a := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data
+	b := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-b"}).Data
+
+	d := tb.mustWrite(t, "revoke", map[string]any{"subject": "user-a"}).Data
+	if d["revoked"] != "subject" || d["expires_at"] != "2026-11-23T14:00:30Z" {
+		t.Fatalf("revoke subject: %#v", d)
+	}
+	if active, reason, _ := tb.verify(t, a["token"].(string), ""); active || !strings.Contains(reason, `subject "user-a"`) {
+		t.Fatalf("user-a's old token: %v %s", active, reason)
+	}
+	if active, _, _ := tb.verify(t, b["token"].(string), ""); !active {
+		t.Fatal("user-b's token was revoked too")
+	}
+	tb.clock.Add(2 * time.Second)
+	fresh := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["token"].(string)
+	if active, reason, _ := tb.verify(t, fresh, ""); !active {
+		t.Fatalf("user-a's token issued after the revocation: %s", reason)
+	}
+
+	tb.mustWrite(t, "revoke", map[string]any{"jti": b["jti"], "exp": time.Now().Add(time.Hour).Unix()})
+	if active, _, _ := tb.verify(t, b["token"].(string), ""); active {
+		t.Fatal("revoked by jti, still active")
+	}
+
+	// A revocation written by another node shows once Vault invalidates.
+	c := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-c"}).Data
+	if active, _, _ := tb.verify(t, c["token"].(string), ""); !active {
+		t.Fatal("user-c inactive")
+	}
+	r := &revocation{Issuer: "https://vault.test/v1/jwt", JTI: c["jti"].(string), Expires: tb.clock.Now().Add(time.Hour), RevokedAt: tb.clock.Now()}
+	entry, _ := logical.StorageEntryJSON(revokedJTIPrefix+revocationKey(r.Issuer, r.JTI), r)
+	if err := tb.storage.Put(t.Context(), entry); err != nil {
+		t.Fatal(err)
+	}
+	tb.Backend.InvalidateKey(t.Context(), revokedJTIPrefix+revocationKey(r.Issuer, r.JTI))
+	if active, _, _ := tb.verify(t, c["token"].(string), ""); active {
+		t.Fatal("revocation from another node not seen after Invalidate")
+	}
+}
+
+func TestRevokeBadInput(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	tb.mustWrite(t, "roles/nojti", map[string]any{"key": "k", "jti": false})
+	nojti := tb.mustWrite(t, "issue/nojti", nil).Data["token"].(string)
+	foreign := strings.Split(nojti, ".")[0] + "." + b64s([]byte(`{"iss":"x","jti":"y","exp":1}`)) + "." + strings.Split(nojti, ".")[2]
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+		want string
+	}{
+		{"nothing", map[string]any{}, "exactly one"},
+		{"two modes", map[string]any{"jti": "a", "subject": "b"}, "exactly one"},
+		{"jti without exp", map[string]any{"jti": "a"}, `"exp"`},
+		{"not our token", map[string]any{"token": foreign}, `"token"`},
+		{"garbage token", map[string]any{"token": "a.b"}, `"token"`},
+		{"token without jti", map[string]any{"token": nojti}, `no "jti"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb.wantBadRequest(t, logical.UpdateOperation, "revoke", tc.data, tc.want)
+		})
+	}
+}
