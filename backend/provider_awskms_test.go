@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +22,7 @@ const testSecretKey = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETzz"
 // kmsBackend is a test backend configured for a kmstest server.
 func kmsBackend(t *testing.T) (*testBackend, *kmstest.Server, *kms.Client) {
 	t.Helper()
-	for _, v := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
-		t.Setenv(v, "")
-	}
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	kmstest.IsolateAWSEnvironment(t)
 	srv, url := kmstest.NewTestServer(t, kmstest.Options{})
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "config/aws", map[string]any{

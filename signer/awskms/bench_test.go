@@ -42,6 +42,7 @@ func BenchmarkKMSThroughput(b *testing.B) {
 		bound := min(tc.quota, float64(tc.conc)/latency.Seconds())
 		offered := float64(tc.conc) / latency.Seconds() / tc.quota
 		b.Run(fmt.Sprintf("quota=%.0f/conc=%d/offered=%.1fx", tc.quota, tc.conc, offered), func(b *testing.B) {
+			kmstest.IsolateAWSEnvironment(b)
 			srv, url := kmstest.NewTestServer(b, kmstest.Options{})
 			_, arn, err := srv.CreateKeyForTest("ECC_NIST_P256")
 			if err != nil {

@@ -3,7 +3,6 @@ package awskms_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,12 +24,7 @@ import (
 // newKMS starts a test KMS server and returns it with a client for it.
 func newKMS(t *testing.T) (*kmstest.Server, *kms.Client) {
 	t.Helper()
-	// Keep the SDK away from this machine's AWS files and variables.
-	for _, v := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
-		t.Setenv(v, "")
-	}
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	kmstest.IsolateAWSEnvironment(t)
 	srv, url := kmstest.NewTestServer(t, kmstest.Options{})
 	client, err := awskms.NewClient(context.Background(), awskms.ClientConfig{
 		Region: "us-east-1", Endpoint: url, AccessKeyID: "AKIDTEST", SecretAccessKey: "secret",

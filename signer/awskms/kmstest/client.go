@@ -1,6 +1,9 @@
 package kmstest
 
 import (
+	"path/filepath"
+	"testing"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -24,4 +27,16 @@ func NewClient(url string, optFns ...func(*kms.Options)) *kms.Client {
 	}
 	fns := append([]func(*kms.Options){func(o *kms.Options) { o.BaseEndpoint = aws.String(url) }}, optFns...)
 	return kms.NewFromConfig(cfg, fns...)
+}
+
+// IsolateAWSEnvironment keeps the AWS SDK in a test away from the machine's
+// AWS variables and shared config files, so a client built with the SDK's
+// default machinery (awskms.NewClient) sees only what the test gives it.
+func IsolateAWSEnvironment(t testing.TB) {
+	t.Helper()
+	for _, v := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 }
