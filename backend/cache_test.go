@@ -38,7 +38,7 @@ func TestInvalidate(t *testing.T) {
 	// A key rotated elsewhere: the JWKS and issue follow after Invalidate.
 	k, _ := loadKey(context.Background(), tb.storage, "k")
 	k = k.clone()
-	if err := tb.rotateKey(context.Background(), tb.storage, k, tb.now(), versionOptions{}); err != nil {
+	if err := tb.rotateKey(context.Background(), tb.storage, k, tb.now(), tb.now(), versionOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	entry, _ = logical.StorageEntryJSON(keyPrefix+"k", k)
@@ -46,8 +46,8 @@ func TestInvalidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb.Backend.InvalidateKey(context.Background(), keyPrefix+"k")
-	if got := tb.issue(t, "r", nil).header["kid"]; got != k.current().KeyID {
-		t.Fatalf("after Invalidate: kid %v, want the new %v", got, k.current().KeyID)
+	if got := tb.issue(t, "r", nil).header["kid"]; got != k.current(tb.now()).KeyID {
+		t.Fatalf("after Invalidate: kid %v, want the new %v", got, k.current(tb.now()).KeyID)
 	}
 	if kids := jwksKids(t, tb); len(kids) != 2 {
 		t.Fatalf("JWKS after Invalidate: %v", kids)
@@ -191,7 +191,7 @@ func TestConcurrentIssueAndRotate(t *testing.T) {
 	}
 	wg.Go(func() {
 		for range 10 {
-			if resp, err := tb.request(t, logical.UpdateOperation, "keys/k/rotate", nil); err != nil || resp.IsError() {
+			if resp, err := tb.request(t, logical.UpdateOperation, "keys/k/rotate", map[string]any{"immediate": true}); err != nil || resp.IsError() {
 				errs <- errors.Join(err, resp.Error())
 				return
 			}

@@ -26,6 +26,9 @@ const (
 
 // Key version states.
 const (
+	// stateNext is published but does not sign yet: verifiers that cache
+	// the JWKS see it before the first token it signs.
+	stateNext = "next"
 	// stateCurrent signs new tokens and is published.
 	stateCurrent = "current"
 	// statePrevious no longer signs but stays published for the key's
@@ -61,8 +64,12 @@ type keyVersion struct {
 	Version   int       `json:"version"`
 	KeyID     string    `json:"kid"`
 	CreatedAt time.Time `json:"created_at"`
-	// RotatedAt is when a newer version took over signing; zero while
-	// this version is current.
+	// ActivatesAt is when this version starts signing; zero (in entries
+	// written before staged rotation) means CreatedAt.
+	ActivatesAt time.Time `json:"activates_at,omitzero"`
+	// RotatedAt is when a newer version takes over signing, which may be
+	// in the future while that version is next; zero while no newer version
+	// exists.
 	RotatedAt time.Time `json:"rotated_at,omitzero"`
 	// PublicKey is PKIX DER.
 	PublicKey []byte `json:"public_key"`
@@ -130,21 +137,54 @@ func (k *key) validate() error {
 		if (k.Provider == providerAWSKMS) != (v.KMSKeyARN != "") {
 			return fmt.Errorf("key %q version %d: a KMS key ARN belongs to awskms versions only", k.Name, v.Version)
 		}
+		// Signing periods [activation, RotatedAt) follow each other without
+		// overlap, so exactly one version signs at any time.
 		last := i == len(k.Versions)-1
 		if last != v.RotatedAt.IsZero() {
-			return fmt.Errorf("key %q: exactly the latest version must be current", k.Name)
+			return fmt.Errorf("key %q: every version but the latest must have a rotation time", k.Name)
+		}
+		if !last && (v.RotatedAt.Before(v.activation()) || k.Versions[i+1].activation().Before(v.RotatedAt)) {
+			return fmt.Errorf("key %q: version %d's signing period overlaps version %d's", k.Name, v.Version, k.Versions[i+1].Version)
 		}
 	}
-	if k.Versions[len(k.Versions)-1].Version != k.LatestVersion {
-		return fmt.Errorf("key %q: latest_version %d is not the last version", k.Name, k.LatestVersion)
+	// A cancelled pending version leaves latest_version past the last one;
+	// version numbers are never reused.
+	if k.Versions[len(k.Versions)-1].Version > k.LatestVersion {
+		return fmt.Errorf("key %q: latest_version %d is below the last version", k.Name, k.LatestVersion)
 	}
 	return nil
 }
 
-// current is the version that signs.
-func (k *key) current() *keyVersion { return k.Versions[len(k.Versions)-1] }
+// activation is when v starts (or started) signing.
+func (v *keyVersion) activation() time.Time {
+	if v.ActivatesAt.IsZero() {
+		return v.CreatedAt
+	}
+	return v.ActivatesAt
+}
 
-// publishedUntil is when v leaves the JWKS; zero while v is current.
+// current is the version that signs at now: the newest one whose
+// activation has come. States follow from the clock, so every node agrees
+// on them without a write.
+func (k *key) current(now time.Time) *keyVersion {
+	for i := len(k.Versions) - 1; i > 0; i-- {
+		if !now.Before(k.Versions[i].activation()) {
+			return k.Versions[i]
+		}
+	}
+	return k.Versions[0]
+}
+
+// pending is the version waiting to sign (state next), or nil.
+func (k *key) pending(now time.Time) *keyVersion {
+	if v := k.Versions[len(k.Versions)-1]; now.Before(v.activation()) {
+		return v
+	}
+	return nil
+}
+
+// publishedUntil is when v leaves the JWKS; zero while no version
+// follows it.
 func (k *key) publishedUntil(v *keyVersion) time.Time {
 	if v.RotatedAt.IsZero() {
 		return time.Time{}
@@ -154,7 +194,9 @@ func (k *key) publishedUntil(v *keyVersion) time.Time {
 
 func (k *key) state(v *keyVersion, now time.Time) string {
 	switch until := k.publishedUntil(v); {
-	case until.IsZero():
+	case now.Before(v.activation()):
+		return stateNext
+	case until.IsZero() || now.Before(v.RotatedAt):
 		return stateCurrent
 	case now.Before(until):
 		return statePrevious
@@ -163,7 +205,8 @@ func (k *key) state(v *keyVersion, now time.Time) string {
 	}
 }
 
-// published returns the versions in the JWKS at now, newest first.
+// published returns the versions in the JWKS at now, newest first: the
+// next version, if any, the current one, and previous ones.
 func (k *key) published(now time.Time) []*keyVersion {
 	var out []*keyVersion
 	for i := len(k.Versions) - 1; i >= 0; i-- {
@@ -184,16 +227,33 @@ func (k *key) prune(now time.Time) bool {
 	return len(k.Versions) != n
 }
 
-// rotate makes nv the current version.
-func (k *key) rotate(nv *keyVersion, now time.Time) {
+// rotate adds nv as the newest version, signing from activatesAt (now for
+// the first version or an immediate rotation). The caller has checked
+// that no version is pending.
+func (k *key) rotate(nv *keyVersion, now, activatesAt time.Time) {
 	if len(k.Versions) > 0 {
-		k.current().RotatedAt = now
+		k.Versions[len(k.Versions)-1].RotatedAt = activatesAt
 	}
 	k.LatestVersion++
 	nv.Version = k.LatestVersion
 	nv.CreatedAt = now
+	nv.ActivatesAt = activatesAt
 	k.Versions = append(k.Versions, nv)
 	k.prune(now)
+}
+
+// activatePending makes the pending version sign at now.
+func (k *key) activatePending(now time.Time) {
+	p := k.pending(now)
+	p.ActivatesAt = now
+	k.Versions[len(k.Versions)-2].RotatedAt = now
+}
+
+// cancelPending removes the pending version; the current one keeps
+// signing.
+func (k *key) cancelPending() {
+	k.Versions = k.Versions[:len(k.Versions)-1]
+	k.Versions[len(k.Versions)-1].RotatedAt = time.Time{}
 }
 
 // clone copies k deeply enough that changing the copy's versions leaves k,
@@ -213,25 +273,32 @@ func (k *key) clone() *key {
 type keyEntry struct {
 	key     *key
 	signers map[int]signer.Signer
-	// headers caches the current signer's encoded JWS header by typ.
+	// headers caches encoded JWS headers by version and typ.
 	headers sync.Map
 }
 
-// currentSigner is the signer of the current version.
-func (e *keyEntry) currentSigner() signer.Signer {
-	return e.signers[e.key.LatestVersion]
+type headerKey struct {
+	version int
+	typ     string
 }
 
-// header is the encoded JWS header of the current signer for typ.
-func (e *keyEntry) header(typ string) (string, error) {
-	if h, ok := e.headers.Load(typ); ok {
+// currentSigner is the signer of the version that signs at now.
+func (e *keyEntry) currentSigner(now time.Time) (signer.Signer, int) {
+	v := e.key.current(now).Version
+	return e.signers[v], v
+}
+
+// header is the encoded JWS header of version's signer for typ.
+func (e *keyEntry) header(version int, typ string) (string, error) {
+	hk := headerKey{version, typ}
+	if h, ok := e.headers.Load(hk); ok {
 		return h.(string), nil
 	}
-	h, err := signer.EncodeHeader(e.currentSigner(), typ)
+	h, err := signer.EncodeHeader(e.signers[version], typ)
 	if err != nil {
 		return "", err
 	}
-	e.headers.Store(typ, h)
+	e.headers.Store(hk, h)
 	return h, nil
 }
 
@@ -247,10 +314,11 @@ func (e *keyEntry) responseData(now time.Time) (map[string]any, error) {
 			return nil, err
 		}
 		entry := map[string]any{
-			"kid":        v.KeyID,
-			"state":      k.state(v, now),
-			"created_at": v.CreatedAt.UTC().Format(time.RFC3339),
-			"public_key": jwk,
+			"kid":          v.KeyID,
+			"state":        k.state(v, now),
+			"created_at":   v.CreatedAt.UTC().Format(time.RFC3339),
+			"activates_at": v.activation().UTC().Format(time.RFC3339),
+			"public_key":   jwk,
 		}
 		if until := k.publishedUntil(v); !until.IsZero() {
 			entry["rotated_at"] = v.RotatedAt.UTC().Format(time.RFC3339)
@@ -275,7 +343,8 @@ func (e *keyEntry) responseData(now time.Time) (map[string]any, error) {
 		"rotation_period":  int64(k.RotationPeriod.Seconds()),
 		"verification_ttl": int64(k.VerificationTTL.Seconds()),
 		"latest_version":   k.LatestVersion,
-		"current_kid":      k.current().KeyID,
+		"current_version":  k.current(now).Version,
+		"current_kid":      k.current(now).KeyID,
 		"versions":         versions,
 	}
 	if k.RSABits != 0 {
@@ -365,8 +434,10 @@ func (b *backend) dropKey(name string) {
 	b.cacheMu.Unlock()
 }
 
-// maintainKey is the periodic work on one key: rotate it when its
-// rotation_period has passed, and remove retired versions.
+// maintainKey is the periodic work on one key: stage the next version when
+// rotation_period is about to pass, and remove retired versions. The next
+// version is published the JWKS max-age before it signs, so a verifier
+// that honours Cache-Control has it before its first token.
 func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name string) error {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
@@ -378,12 +449,25 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 	now := b.now()
 	k = k.clone()
 	changed := k.prune(now)
-	if k.RotationPeriod > 0 && !now.Before(k.current().CreatedAt.Add(k.RotationPeriod)) {
-		if err := b.rotateKey(ctx, s, k, now, versionOptions{}); err != nil {
+	if k.RotationPeriod > 0 && k.pending(now) == nil {
+		cfg, err := b.getConfig(ctx, s)
+		if err != nil {
 			return err
 		}
-		b.Logger().Info("rotated key", "key", name, "version", k.LatestVersion, "kid", k.current().KeyID)
-		changed = true
+		lead := cfg.jwksMaxAge()
+		due := k.current(now).activation().Add(k.RotationPeriod)
+		if !now.Before(due.Add(-lead)) {
+			at := due
+			if soonest := now.Add(lead); at.Before(soonest) {
+				at = soonest
+			}
+			if err := b.rotateKey(ctx, s, k, now, at, versionOptions{}); err != nil {
+				return err
+			}
+			nv := k.Versions[len(k.Versions)-1]
+			b.Logger().Info("staged key rotation", "key", name, "version", nv.Version, "kid", nv.KeyID, "activates_at", at.UTC().Format(time.RFC3339))
+			changed = true
+		}
 	}
 	if !changed {
 		return nil
@@ -391,8 +475,9 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 	return b.saveKey(ctx, s, k)
 }
 
-// rotateKey adds a new version to k, in memory only.
-func (b *backend) rotateKey(ctx context.Context, s logical.Storage, k *key, now time.Time, opts versionOptions) error {
+// rotateKey adds a new version to k, signing from activatesAt, in memory
+// only.
+func (b *backend) rotateKey(ctx context.Context, s logical.Storage, k *key, now, activatesAt time.Time, opts versionOptions) error {
 	p, err := b.provider(k.Provider)
 	if err != nil {
 		return err
@@ -404,6 +489,6 @@ func (b *backend) rotateKey(ctx context.Context, s logical.Storage, k *key, now 
 		}
 		return fmt.Errorf("creating a version of key %q: %w", k.Name, err)
 	}
-	k.rotate(nv, now)
+	k.rotate(nv, now, activatesAt)
 	return nil
 }

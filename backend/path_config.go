@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -15,10 +16,33 @@ import (
 type config struct {
 	// Issuer is the "iss" of tokens from roles that set none.
 	Issuer string `json:"issuer"`
+	// JWKSMaxAge is how long verifiers may cache the JWKS (Cache-Control
+	// max-age), and so how long a new key version is published before it
+	// signs. Zero means defaultJWKSMaxAge.
+	JWKSMaxAge time.Duration `json:"jwks_max_age,omitempty"`
 }
 
+// Bounds of jwks_max_age.
+const (
+	defaultJWKSMaxAge = 5 * time.Minute
+	minJWKSMaxAge     = 10 * time.Second
+	maxJWKSMaxAge     = 24 * time.Hour
+)
+
 func (c *config) validate() error {
+	if c.JWKSMaxAge != 0 && (c.JWKSMaxAge < minJWKSMaxAge || c.JWKSMaxAge > maxJWKSMaxAge) {
+		return fmt.Errorf(`invalid "jwks_max_age" %s: must be between %s and %s`, c.JWKSMaxAge, minJWKSMaxAge, maxJWKSMaxAge)
+	}
 	return validateIssuer(c.Issuer)
+}
+
+// jwksMaxAge is the configured JWKS cache lifetime, which is also the
+// lead of a staged rotation.
+func (c *config) jwksMaxAge() time.Duration {
+	if c.JWKSMaxAge == 0 {
+		return defaultJWKSMaxAge
+	}
+	return c.JWKSMaxAge
 }
 
 // validateIssuer checks an "iss" value: a StringOrURI (RFC 7519 §2), so a
@@ -56,6 +80,10 @@ func pathConfig(b *backend) *framework.Path {
 				Type:        framework.TypeString,
 				Description: `Default "iss" claim for roles that do not set their own. A value with ':' must be an absolute URI; OIDC discovery needs an https URL at which this mount is reachable, such as https://vault.example.com/v1/jwt.`,
 			},
+			"jwks_max_age": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How long verifiers may cache the JWKS (its Cache-Control max-age), and so how long a new key version is published before it starts signing. Between 10s and 24h; default 5m.",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -81,7 +109,8 @@ func pathConfig(b *backend) *framework.Path {
 }
 
 var configResponseFields = map[string]*framework.FieldSchema{
-	"issuer": {Type: framework.TypeString, Required: true, Description: `Default "iss" claim.`},
+	"issuer":       {Type: framework.TypeString, Required: true, Description: `Default "iss" claim.`},
+	"jwks_max_age": {Type: framework.TypeInt64, Required: true, Description: "JWKS cache lifetime and staged-rotation lead, in seconds."},
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -104,6 +133,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("issuer"); ok {
 		next.Issuer = v.(string)
 	}
+	if v, ok := d.GetOk("jwks_max_age"); ok {
+		if next.JWKSMaxAge = time.Duration(v.(int)) * time.Second; next.JWKSMaxAge == 0 {
+			next.JWKSMaxAge = defaultJWKSMaxAge
+		}
+	}
 	if err := b.saveConfig(ctx, req.Storage, &next); err != nil {
 		return b.respondErr(err, "writing config failed")
 	}
@@ -111,7 +145,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 }
 
 func (c *config) responseData() map[string]any {
-	return map[string]any{"issuer": c.Issuer}
+	return map[string]any{"issuer": c.Issuer, "jwks_max_age": int64(c.jwksMaxAge().Seconds())}
 }
 
 // getConfig returns the cached configuration, loading it on first use. It
@@ -171,6 +205,11 @@ const pathConfigHelpSyn = `Configure the JWT secrets engine.`
 
 const pathConfigHelpDesc = `
 Sets the default issuer ("iss") of tokens. A role's own "issuer" overrides it.
+
+jwks_max_age is the Cache-Control max-age of the JWKS (default 5m). It is
+also the lead of a staged rotation: a new key version is published that long
+before it signs, so a verifier that refreshes its copy as told has every kid
+before it sees a token signed with it.
 The issuer also names this mount in the OIDC discovery document at
 .well-known/openid-configuration, whose jwks_uri is <issuer>/.well-known/keys;
 for discovery to work, set it to the URL at which this mount is reachable,

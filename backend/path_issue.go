@@ -209,9 +209,9 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	if k == nil {
 		return b.respondErr(fmt.Errorf("role %q names key %q, which does not exist", name, r.Key), "issue: key missing", "role", name, "key", r.Key)
 	}
-	s := k.currentSigner()
-
 	now := b.now()
+	s, version := k.currentSigner(now)
+
 	issuedAt := now.Add(-r.NotBeforeSkew).Unix()
 	exp := now.Add(ttl).Truncate(time.Second)
 	claims := tokenClaims{iss: iss, sub: sub, aud: aud, iat: issuedAt, nbf: issuedAt, exp: exp.Unix(), pinned: pinned, extra: extra}
@@ -222,7 +222,7 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	if err != nil {
 		return b.respondErr(err, "issue: encoding claims failed", "role", name)
 	}
-	header, err := k.header(r.Typ)
+	header, err := k.header(version, r.Typ)
 	if err != nil {
 		return b.respondErr(err, "issue: encoding header failed", "role", name, "key", r.Key)
 	}

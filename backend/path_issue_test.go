@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"time"
+
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -280,19 +282,32 @@ func TestIssueBadInput(t *testing.T) {
 	})
 }
 
-// TestIssueUsesNewKeyAfterRotation: the next token after a rotation is
-// signed by the new version, and tokens of the old one still verify.
+// TestIssueUsesNewKeyAfterRotation: after a staged rotation the old version
+// signs until the new one activates, jwks_max_age later; after an
+// immediate one the new version signs the next token.
 func TestIssueUsesNewKeyAfterRotation(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES384"})
 	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
 	before := tb.issue(t, "r", nil)
-	tb.mustWrite(t, "keys/k/rotate", nil)
-	after := tb.issue(t, "r", nil)
-	if before.header["kid"] == after.header["kid"] {
-		t.Fatal("rotation did not change the signing kid")
-	}
+	staged := tb.mustWrite(t, "keys/k/rotate", nil).Data["versions"].(map[string]any)["2"].(map[string]any)["kid"]
 	if kids := jwksKids(t, tb); len(kids) != 2 {
+		t.Fatalf("JWKS %v: the next version must be published before it signs", kids)
+	}
+	tb.clock.Add(defaultJWKSMaxAge - time.Second)
+	if got := tb.issue(t, "r", nil).header["kid"]; got != before.header["kid"] {
+		t.Fatalf("signed by %v before the next version's activation", got)
+	}
+	tb.clock.Add(time.Second)
+	if got := tb.issue(t, "r", nil).header["kid"]; got != staged {
+		t.Fatalf("signed by %v at the next version's activation, want %v", got, staged)
+	}
+	tb.mustWrite(t, "keys/k/rotate", map[string]any{"immediate": true})
+	after := tb.issue(t, "r", nil)
+	if staged == after.header["kid"] {
+		t.Fatal("immediate rotation did not change the signing kid")
+	}
+	if kids := jwksKids(t, tb); len(kids) != 3 {
 		t.Fatalf("JWKS %v", kids)
 	}
 }

@@ -15,10 +15,6 @@ import (
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
 )
 
-// jwksMaxAge is the longest a verifier is told to cache the JWKS. It is
-// shortened so that no cached copy outlives the publication of a key in it.
-const jwksMaxAge = 5 * time.Minute
-
 // jwksDoc is the encoded JWK Set, cached until a key changes or a
 // published version's publication ends.
 type jwksDoc struct {
@@ -28,6 +24,8 @@ type jwksDoc struct {
 	// expires is when the earliest previous version leaves the set; zero
 	// if none will.
 	expires time.Time
+	// maxAge is jwt/config's jwks_max_age when the set was built.
+	maxAge time.Duration
 }
 
 func pathJWKS(b *backend) []*framework.Path {
@@ -111,10 +109,10 @@ func rawResponse(contentType string, body []byte, maxAge time.Duration) *logical
 	}}
 }
 
-// maxAge is how long a verifier may cache doc: jwksMaxAge, but never past
-// the end of a published version's publication.
+// maxAge is how long a verifier may cache doc: jwks_max_age, but never
+// past the end of a published version's publication.
 func (b *backend) maxAge(doc *jwksDoc) time.Duration {
-	age := jwksMaxAge
+	age := doc.maxAge
 	if !doc.expires.IsZero() {
 		age = min(age, doc.expires.Sub(b.now()))
 	}
@@ -132,13 +130,17 @@ func (b *backend) getJWKS(ctx context.Context, s logical.Storage) (*jwksDoc, err
 		return doc, nil
 	}
 
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	names, err := s.List(ctx, keyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	sort.Strings(names)
 	set := signer.JWKSet{Keys: []signer.JWK{}}
-	next := &jwksDoc{kids: map[string]string{}}
+	next := &jwksDoc{kids: map[string]string{}, maxAge: cfg.jwksMaxAge()}
 	seen := map[string]string{}
 	for _, name := range names {
 		e, err := b.getKey(ctx, s, name)
@@ -184,10 +186,11 @@ const pathJWKSHelpSyn = `Public keys for verifying this mount's tokens (JWK Set)
 
 const pathJWKSHelpDesc = `
 Returns the public JWK of every published key version: the current version
-of each key, and previous versions until their verification_ttl after
-rotation has passed. No Vault token is needed. The body is a JWK Set with
-Content-Type application/jwk-set+json, and Cache-Control max-age is at
-most 5 minutes and never outlasts the publication of a key in the set.
+of each key, a next version waiting to sign, and previous versions until
+their verification_ttl after rotation has passed. No Vault token is needed.
+The body is a JWK Set with Content-Type application/jwk-set+json, and
+Cache-Control max-age is jwt/config's jwks_max_age (default 5 minutes) but
+never outlasts the publication of a key in the set.
 jwks and .well-known/keys return the same set.
 `
 

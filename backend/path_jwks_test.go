@@ -83,11 +83,11 @@ func TestJWKS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub, err := x509.ParsePKIXPublicKey(k.current().PublicKey)
+		pub, err := x509.ParsePKIXPublicKey(k.current(time.Now()).PublicKey)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _ := signer.PublicJWK(signer.Algorithm(jwk.Alg), k.current().KeyID, pub)
+		want, _ := signer.PublicJWK(signer.Algorithm(jwk.Alg), k.current(time.Now()).KeyID, pub)
 		if want != jwk {
 			t.Errorf("%s: JWKS has %+v, want %+v", name, jwk, want)
 		}
@@ -108,7 +108,7 @@ func TestJWKS(t *testing.T) {
 func TestJWKSMaxAgeNeverOutlivesPublication(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", map[string]any{"verification_ttl": "1h"})
-	tb.mustWrite(t, "keys/k/rotate", nil)
+	tb.mustWrite(t, "keys/k/rotate", map[string]any{"immediate": true})
 	for _, tc := range []struct {
 		advance time.Duration
 		want    string

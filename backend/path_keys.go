@@ -125,10 +125,11 @@ var keyResponses = map[int][]framework.Response{
 			"endpoint":         {Type: framework.TypeString, Description: "The awskms key's own KMS endpoint, if set."},
 			"rotation_period":  {Type: framework.TypeDurationSecond, Required: true, Description: "Automatic rotation period in seconds; 0 never."},
 			"verification_ttl": {Type: framework.TypeDurationSecond, Required: true, Description: "Seconds a version stays published after it stops signing."},
-			"latest_version":   {Type: framework.TypeInt, Required: true, Description: "Number of the current version."},
-			"current_kid":      {Type: framework.TypeString, Required: true, Description: "kid of the current version."},
-			"versions": {Type: framework.TypeMap, Required: true, Description: "Published versions by number: kid, state (current or previous), " +
-				"created_at, rotated_at and published_until (previous only), public_key (the public JWK), and for awskms keys kms_key_arn and kms_metrics " +
+			"latest_version":   {Type: framework.TypeInt, Required: true, Description: "Number of the newest version (it may be waiting to sign)."},
+			"current_version":  {Type: framework.TypeInt, Required: true, Description: "Number of the version that signs now."},
+			"current_kid":      {Type: framework.TypeString, Required: true, Description: "kid of the version that signs now."},
+			"versions": {Type: framework.TypeMap, Required: true, Description: "Published versions by number: kid, state (next, current or previous), " +
+				"created_at, activates_at (when it starts signing), rotated_at and published_until (once a newer version exists), public_key (the public JWK), and for awskms keys kms_key_arn and kms_metrics " +
 				"(signs, failures, throttles, retries, bad_signatures, mean_latency_ms since the plugin loaded the key)."},
 		},
 	}},
@@ -250,7 +251,8 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 			return badRequest("%s", err)
 		}
 		opts := versionOptions{kmsKeyID: d.Get("kms_key_id").(string)}
-		if err := b.rotateKey(ctx, req.Storage, k, b.now(), opts); err != nil {
+		now := b.now()
+		if err := b.rotateKey(ctx, req.Storage, k, now, now, opts); err != nil {
 			return b.respondErr(err, "creating key failed", "key", name, "algorithm", k.Algorithm, "provider", k.Provider)
 		}
 	}

@@ -40,15 +40,22 @@ func (b *backend) pathKeyRevokeVersion(ctx context.Context, req *logical.Request
 	}
 	v := version.(int)
 	return b.changeKey(ctx, req, d.Get("name").(string), "revoking key version failed", func(k *key) (func(), error) {
-		if v == k.LatestVersion {
-			return nil, userError{fmt.Errorf(`invalid "version" %d: it is key %q's current version; rotate first (keys/%s/rotate), then revoke it`, v, k.Name, k.Name)}
-		}
+		now := b.now()
 		i := slices.IndexFunc(k.Versions, func(kv *keyVersion) bool { return kv.Version == v })
-		if i < 0 {
+		if i < 0 || k.state(k.Versions[i], now) == stateRetired {
 			return nil, userError{fmt.Errorf(`invalid "version" %d: key %q has no such published version`, v, k.Name)}
 		}
 		kid := k.Versions[i].KeyID
-		k.Versions = slices.Delete(k.Versions, i, i+1)
+		switch k.state(k.Versions[i], now) {
+		case stateCurrent:
+			return nil, userError{fmt.Errorf(`invalid "version" %d: it is key %q's current version; rotate first (keys/%s/rotate immediate=true), then revoke it`, v, k.Name, k.Name)}
+		case stateNext:
+			// A version that never signed: the rotation is cancelled and the
+			// current version keeps signing.
+			k.cancelPending()
+		default:
+			k.Versions = slices.Delete(k.Versions, i, i+1)
+		}
 		return func() { b.Logger().Warn("key version revoked", "key", k.Name, "version", v, "kid", kid) }, nil
 	})
 }
@@ -58,5 +65,6 @@ Retires a previous version of a key at once, for a compromised key: it leaves
 the JWKS, its private key (or KMS binding) is deleted, and jwt/verify treats
 its tokens as unknown. Verifiers that cached the JWKS drop it when their copy
 expires (Cache-Control max-age is at most 5 minutes). The current version
-cannot be revoked: rotate first, then revoke the old one.
+cannot be revoked: rotate with immediate=true first, then revoke the old one.
+Revoking a version still waiting to sign (state next) cancels that rotation.
 `

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -23,11 +24,15 @@ func pathKeysRotate(b *backend) *framework.Path {
 				Type:        framework.TypeString,
 				Description: "For awskms keys, required: the new KMS key the new version signs with (AWS does not rotate asymmetric keys itself). Not for local keys.",
 			},
+			"immediate": {
+				Type:        framework.TypeBool,
+				Description: "Sign with the new version now instead of after jwks_max_age (for a compromised key). Verifiers holding a cached JWKS reject its tokens until they refetch. With a version already waiting (state next), make that one sign now.",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:  b.pathKeyRotate,
-				Summary:   "Rotate a key: a new version starts signing now.",
+				Summary:   "Rotate a key: a new version is published now and signs after jwt/config's jwks_max_age (or at once, with immediate).",
 				Responses: keyResponses,
 			},
 		},
@@ -38,12 +43,40 @@ func pathKeysRotate(b *backend) *framework.Path {
 
 func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	opts := versionOptions{kmsKeyID: d.Get("kms_key_id").(string)}
+	immediate := d.Get("immediate").(bool)
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return b.respondErr(err, "reading config failed")
+	}
 	return b.changeKey(ctx, req, d.Get("name").(string), "rotating key failed", func(k *key) (func(), error) {
-		if err := b.rotateKey(ctx, req.Storage, k, b.now(), opts); err != nil {
+		now := b.now()
+		if p := k.pending(now); p != nil {
+			if !immediate {
+				return nil, userError{fmt.Errorf(`key %q already has version %d waiting to sign at %s; rotate again after that, or pass immediate=true to make version %d sign now`,
+					k.Name, p.Version, p.activation().UTC().Format(time.RFC3339), p.Version)}
+			}
+			if opts.kmsKeyID != "" {
+				return nil, userError{fmt.Errorf(`invalid "kms_key_id": key %q already has version %d waiting to sign; immediate=true makes that version sign now and takes no new kms_key_id`, k.Name, p.Version)}
+			}
+			k.activatePending(now)
+			return func() {
+				b.Logger().Warn("activated pending key version early", "key", k.Name, "version", p.Version, "kid", p.KeyID)
+			}, nil
+		}
+		at := now.Add(cfg.jwksMaxAge())
+		if immediate {
+			at = now
+		}
+		if err := b.rotateKey(ctx, req.Storage, k, now, at, opts); err != nil {
 			return nil, err
 		}
+		nv := k.Versions[len(k.Versions)-1]
 		return func() {
-			b.Logger().Info("rotated key", "key", k.Name, "version", k.LatestVersion, "kid", k.current().KeyID)
+			log := b.Logger().Info
+			if immediate {
+				log = b.Logger().Warn
+			}
+			log("rotated key", "key", k.Name, "version", nv.Version, "kid", nv.KeyID, "activates_at", at.UTC().Format(time.RFC3339), "immediate", immediate)
 		}, nil
 	})
 }
@@ -83,8 +116,17 @@ func (b *backend) changeKey(ctx context.Context, req *logical.Request, name, fai
 }
 
 const pathKeysRotateHelpDesc = `
-Adds a new version to the key and makes it the signing version at once.
-The previous version stays in the JWKS for the key's verification_ttl, so
-tokens it signed keep verifying; after that it is removed, private key and
-all. Verifiers that cache the JWKS see the new kid on their next fetch.
+Adds a new version to the key in state "next": it is in the JWKS at once
+but starts signing only after jwt/config's jwks_max_age (default 5m), so
+every verifier that refreshes its cached JWKS as told (Cache-Control
+max-age) has the new kid before the first token signed with it. Then the
+old version becomes "previous" and stays in the JWKS for the key's
+verification_ttl, so tokens it signed keep verifying; after that it is
+removed, private key and all.
+
+While a version is waiting, rotate refuses to add another. immediate=true
+skips the wait (for a compromised key: rotate with immediate=true, then
+revoke-version the old one); with a version waiting, it makes that version
+sign now. Tokens from a version that signs at once fail at verifiers whose
+cached JWKS lacks it until they refetch.
 `

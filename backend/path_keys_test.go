@@ -88,7 +88,7 @@ func TestKeyRSABits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwk, _ := signer.PublicJWK(signer.PS384, "x", e.currentSigner().Public())
+	jwk, _ := signer.PublicJWK(signer.PS384, "x", e.signers[e.key.current(time.Now()).Version].Public())
 	if n := len(jwk.N); n != 512 { // 384 bytes base64url
 		t.Fatalf("modulus is %d base64url chars, want 512", n)
 	}
@@ -150,20 +150,44 @@ func TestKeyUpdate(t *testing.T) {
 func TestKeyRotate(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA", "verification_ttl": "2h"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "max_ttl": "1h"})
 	first := tb.mustRead(t, "keys/k").Data["current_kid"].(string)
 
-	tb.clock.Add(10 * time.Minute)
+	// A staged rotation publishes the new version at once; it signs after
+	// jwks_max_age (default 5m), and the old one then stays published for
+	// verification_ttl.
+	tb.clock.Add(10 * time.Minute) // 12:10
 	resp := tb.mustWrite(t, "keys/k/rotate", nil)
-	if resp.Data["latest_version"] != 2 || resp.Data["current_kid"] == first {
+	versions := resp.Data["versions"].(map[string]any)
+	v1, v2 := versions["1"].(map[string]any), versions["2"].(map[string]any)
+	if resp.Data["latest_version"] != 2 || resp.Data["current_version"] != 1 || resp.Data["current_kid"] != first {
 		t.Fatalf("after rotate: %#v", resp.Data)
 	}
-	versions := resp.Data["versions"].(map[string]any)
-	v1 := versions["1"].(map[string]any)
-	if v1["state"] != statePrevious || v1["published_until"] != "2026-11-23T14:10:00Z" {
+	if v2["state"] != stateNext || v2["activates_at"] != "2026-11-23T12:15:00Z" {
+		t.Fatalf("version 2 after rotate: %#v", v2)
+	}
+	if v1["state"] != stateCurrent || v1["rotated_at"] != "2026-11-23T12:15:00Z" || v1["published_until"] != "2026-11-23T14:15:00Z" {
 		t.Fatalf("version 1 after rotate: %#v", v1)
 	}
+	second := v2["kid"].(string)
 	if kids := jwksKids(t, tb); len(kids) != 2 {
 		t.Fatalf("JWKS has %v, want both versions", kids)
+	}
+
+	// A second rotation while one waits is refused and changes nothing.
+	tb.wantBadRequest(t, logical.UpdateOperation, "keys/k/rotate", nil, "version 2 waiting to sign", "immediate=true")
+
+	tb.clock.Add(5*time.Minute - time.Second)
+	if got := tb.issue(t, "r", nil).header["kid"]; got != first {
+		t.Fatalf("signed by %v one second before version 2 activates", got)
+	}
+	tb.clock.Add(time.Second) // 12:15
+	if got := tb.issue(t, "r", nil).header["kid"]; got != second {
+		t.Fatalf("signed by %v once version 2 activated", got)
+	}
+	d := tb.mustRead(t, "keys/k").Data
+	if d["current_version"] != 2 || d["versions"].(map[string]any)["1"].(map[string]any)["state"] != statePrevious {
+		t.Fatalf("after activation: %#v", d)
 	}
 
 	// Just before verification_ttl ends the old version is still there.
@@ -191,6 +215,55 @@ func TestKeyRotate(t *testing.T) {
 	tb.wantNotFound(t, logical.UpdateOperation, "keys/missing/rotate", nil)
 }
 
+// TestKeyRotateImmediate: immediate=true signs with the new version at
+// once, or activates a waiting one; revoking a waiting version cancels the
+// rotation; jwks_max_age sets the lead.
+func TestKeyRotateImmediate(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "45s"})
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	kidOf := func(d map[string]any, v string) string {
+		return d["versions"].(map[string]any)[v].(map[string]any)["kid"].(string)
+	}
+
+	d := tb.mustWrite(t, "keys/k/rotate", map[string]any{"immediate": true}).Data
+	if d["current_version"] != 2 || tb.issue(t, "r", nil).header["kid"] != kidOf(d, "2") {
+		t.Fatalf("immediate rotation: %#v", d)
+	}
+
+	d = tb.mustWrite(t, "keys/k/rotate", nil).Data
+	if got := d["versions"].(map[string]any)["3"].(map[string]any)["activates_at"]; got != "2026-11-23T12:00:45Z" {
+		t.Fatalf("with jwks_max_age 45s, version 3 activates at %v", got)
+	}
+	if _, resp := readJWKS(t, tb, "jwks"); resp.Data[logical.HTTPCacheControlHeader] != "public, max-age=45" {
+		t.Fatalf("Cache-Control %v", resp.Data[logical.HTTPCacheControlHeader])
+	}
+	tb.wantBadRequest(t, logical.UpdateOperation, "keys/k/rotate", map[string]any{"immediate": true, "kms_key_id": "alias/x"}, `"kms_key_id"`, "waiting")
+
+	// Revoking the waiting version cancels the rotation: version 2 keeps
+	// signing, and the number 3 is not reused.
+	d = tb.mustWrite(t, "keys/k/revoke-version", map[string]any{"version": 3}).Data
+	if d["current_version"] != 2 || d["latest_version"] != 3 || len(d["versions"].(map[string]any)) != 2 {
+		t.Fatalf("after cancelling version 3: %#v", d)
+	}
+	if _, ok := d["versions"].(map[string]any)["2"].(map[string]any)["rotated_at"]; ok {
+		t.Fatal("version 2 still has a rotation time after the cancel")
+	}
+	d = tb.mustWrite(t, "keys/k/rotate", nil).Data
+	if _, ok := d["versions"].(map[string]any)["4"]; !ok {
+		t.Fatalf("next rotation: %#v", d)
+	}
+	// immediate=true with a version waiting makes that version sign now.
+	d = tb.mustWrite(t, "keys/k/rotate", map[string]any{"immediate": true}).Data
+	if d["current_version"] != 4 || d["latest_version"] != 4 || tb.issue(t, "r", nil).header["kid"] != kidOf(d, "4") {
+		t.Fatalf("immediate with a waiting version: %#v", d)
+	}
+	tb.wantBadRequest(t, logical.UpdateOperation, "config", map[string]any{"jwks_max_age": "5s"}, `"jwks_max_age"`, "between")
+}
+
+// TestKeyAutomaticRotation: rotation_period stages the next version
+// jwks_max_age before the period ends, and it signs when the period ends.
 func TestKeyAutomaticRotation(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/auto", map[string]any{"rotation_period": "24h"})
@@ -201,20 +274,31 @@ func TestKeyAutomaticRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tb.clock.Add(23 * time.Hour)
+	read := func() map[string]any { return tb.mustRead(t, "keys/auto").Data }
+	tb.clock.Add(24*time.Hour - defaultJWKSMaxAge - time.Second)
 	run()
-	if v := tb.mustRead(t, "keys/auto").Data["latest_version"]; v != 1 {
-		t.Fatalf("rotated early: version %v", v)
+	if v := read()["latest_version"]; v != 1 {
+		t.Fatalf("staged early: version %v", v)
 	}
-	tb.clock.Add(time.Hour)
+	tb.clock.Add(time.Second)
 	run()
-	if v := tb.mustRead(t, "keys/auto").Data["latest_version"]; v != 2 {
-		t.Fatalf("not rotated after rotation_period: version %v", v)
+	d := read()
+	if d["latest_version"] != 2 || d["current_version"] != 1 {
+		t.Fatalf("not staged jwks_max_age before rotation_period ends: %#v", d)
+	}
+	if got := d["versions"].(map[string]any)["2"].(map[string]any)["activates_at"]; got != "2026-11-24T12:00:00Z" {
+		t.Fatalf("version 2 activates at %v, want the end of the period", got)
+	}
+	run() // nothing more to do while version 2 waits
+	tb.clock.Add(defaultJWKSMaxAge)
+	run()
+	if d := read(); d["current_version"] != 2 || d["latest_version"] != 2 {
+		t.Fatalf("at the end of the period: %#v", d)
 	}
 	if v := tb.mustRead(t, "keys/manual").Data["latest_version"]; v != 1 {
 		t.Fatalf("key without rotation_period rotated: version %v", v)
 	}
-	if !strings.Contains(tb.logs.String(), `"@message":"rotated key"`) {
+	if !strings.Contains(tb.logs.String(), `"@message":"staged key rotation"`) {
 		t.Error("automatic rotation was not logged")
 	}
 }

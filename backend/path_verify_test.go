@@ -65,7 +65,7 @@ func TestVerifyAttacks(t *testing.T) {
 
 	// RS→HS confusion: HMAC with the RSA public key (PEM) as the secret.
 	e, _ := tb.getKey(t.Context(), tb.storage, "rs")
-	pubDER, _ := x509.MarshalPKIXPublicKey(e.currentSigner().Public())
+	pubDER, _ := x509.MarshalPKIXPublicKey(e.signers[e.key.current(time.Now()).Version].Public())
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 	hsInput := hdr(`{"alg":"HS256","kid":"`+rsKid+`","typ":"JWT"}`) + "." + strings.Split(rsTok, ".")[1]
 	mac := hmac.New(sha256.New, pubPEM)
@@ -97,7 +97,7 @@ func TestVerifyAttacks(t *testing.T) {
 		// Re-sign with the real key: the claim checks, not the signature,
 		// must refuse these.
 		ke, _ := tb.getKey(t.Context(), tb.storage, "es")
-		tok, err := signer.SignCompact(t.Context(), ke.currentSigner(), parts[0], []byte(c))
+		tok, err := signer.SignCompact(t.Context(), ke.signers[ke.key.current(time.Now()).Version], parts[0], []byte(c))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestVerifyKeyLifecycle(t *testing.T) {
 	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA", "verification_ttl": "1h"})
 	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "30m", "max_ttl": "1h"})
 	tok := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
-	tb.mustWrite(t, "keys/k/rotate", nil)
+	tb.mustWrite(t, "keys/k/rotate", map[string]any{"immediate": true})
 	tb.clock.Add(20 * time.Minute)
 	if active, reason, _ := tb.verify(t, tok, ""); !active {
 		t.Fatalf("old version's token not active within its lifetime: %s", reason)
@@ -177,7 +177,7 @@ func TestRevokeVersion(t *testing.T) {
 	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
 	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
 	old := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
-	tb.mustWrite(t, "keys/k/rotate", nil)
+	tb.mustWrite(t, "keys/k/rotate", map[string]any{"immediate": true})
 	cur := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
 	if kids := jwksKids(t, tb); len(kids) != 2 {
 		t.Fatalf("JWKS %v", kids)

@@ -152,8 +152,8 @@ func TestAWSKMSBadInput(t *testing.T) {
 	}
 }
 
-// TestAWSKMSRotation: rotating to a new KMS key signs with it at once and
-// keeps the old version published.
+// TestAWSKMSRotation: rotating to a new KMS key publishes it, signs with it
+// after jwks_max_age, and keeps the old version published.
 func TestAWSKMSRotation(t *testing.T) {
 	tb, srv, _ := kmsBackend(t)
 	first, second := newKMSKey(t, srv, signer.ES256), newKMSKey(t, srv, signer.ES256)
@@ -162,9 +162,13 @@ func TestAWSKMSRotation(t *testing.T) {
 	before := tb.issue(t, "r", nil)
 	d := tb.mustWrite(t, "keys/k/rotate", map[string]any{"kms_key_id": second}).Data
 	vs := d["versions"].(map[string]any)
-	if vs["2"].(map[string]any)["kms_key_arn"] != second || vs["1"].(map[string]any)["state"] != statePrevious {
+	if vs["2"].(map[string]any)["kms_key_arn"] != second || vs["2"].(map[string]any)["state"] != stateNext || vs["1"].(map[string]any)["state"] != stateCurrent {
 		t.Fatalf("after rotate: %#v", vs)
 	}
+	if got := tb.issue(t, "r", nil).header["kid"]; got != before.header["kid"] {
+		t.Fatal("the next version signed before its activation")
+	}
+	tb.clock.Add(defaultJWKSMaxAge)
 	after := tb.issue(t, "r", nil)
 	if after.header["kid"] == before.header["kid"] {
 		t.Fatal("same kid after rotation")
