@@ -283,7 +283,8 @@ func testKMSRotation(t *testing.T, s *vaultServer, km *kmsProc) {
 		t.Fatalf("a refused rotation changed the key: latest_version %v", d["latest_version"])
 	}
 
-	rot := s.vaultJSON(t, "write", "-format=json", mountPath+"/keys/"+key+"/rotate", "kms_key_id="+newARN).Data
+	// immediate=true: the staged default is covered by TestLifecycle.
+	rot := s.vaultJSON(t, "write", "-format=json", mountPath+"/keys/"+key+"/rotate", "kms_key_id="+newARN, "immediate=true").Data
 	if number(t, "latest_version", rot["latest_version"]) != 2 {
 		t.Fatalf("after rotate: latest_version %v, want 2", rot["latest_version"])
 	}
