@@ -41,6 +41,10 @@ type backend struct {
 	// newKMSAPI builds KMS clients; tests replace it.
 	newKMSAPI newKMSAPIFunc
 
+	// refreshMu serialises refreshes, so two uses of one refresh token
+	// cannot both succeed.
+	refreshMu sync.Mutex
+
 	// writeMu serialises changes to keys, roles and config, so checks that
 	// span them (a role's key exists; no role uses a key being deleted)
 	// hold.
@@ -108,7 +112,7 @@ func newBackend(opts ...Option) *backend {
 		// order only affects speed, and the hot paths come first.
 		Paths: framework.PathAppend(
 			// Issuing and checking tokens.
-			[]*framework.Path{pathIssue(b), pathVerify(b)},
+			[]*framework.Path{pathIssue(b), pathVerify(b), pathRefresh(b)},
 			// Revoking tokens.
 			pathRevoke(b),
 			// Public, unauthenticated key discovery.
@@ -222,6 +226,10 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	var errs *multierror.Error
 	if _, err := b.tidyRevocations(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
 		b.Logger().Error("tidying revocations failed", "error", err)
+		errs = multierror.Append(errs, err)
+	}
+	if _, err := b.tidyRefreshFamilies(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
+		b.Logger().Error("tidying refresh families failed", "error", err)
 		errs = multierror.Append(errs, err)
 	}
 	for _, name := range names {

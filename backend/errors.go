@@ -30,7 +30,8 @@ func (b *backend) respondErr(err error, msg string, kv ...any) (*logical.Respons
 	case errors.As(err, &ue):
 		return logical.ErrorResponse(ue.Error()), logical.ErrInvalidRequest
 	case errors.Is(err, logical.ErrReadOnly):
-		return nil, err
+		// Unwrapped, exactly as Vault expects it.
+		return nil, logical.ErrReadOnly
 	case errors.As(err, &coded):
 		// A failure upstream (KMS throttled or down, a key KMS refuses):
 		// the status says what kind; Vault passes it to the caller.

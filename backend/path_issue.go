@@ -48,17 +48,7 @@ func pathIssue(b *backend) *framework.Path {
 				Callback: b.pathIssue,
 				Summary:  "Issue a signed JWT for a role.",
 				Responses: map[int][]framework.Response{
-					http.StatusOK: {{
-						Description: "OK",
-						Fields: map[string]*framework.FieldSchema{
-							"token":      {Type: framework.TypeString, Required: true, Description: "The signed JWT, compact serialization."},
-							"alg":        {Type: framework.TypeString, Required: true, Description: "JWS algorithm."},
-							"kid":        {Type: framework.TypeString, Required: true, Description: "Key ID of the signing key version."},
-							"jti":        {Type: framework.TypeString, Required: true, Description: `The token's "jti"; empty when the role sets jti=false.`},
-							"expires_at": {Type: framework.TypeString, Required: true, Description: "Expiry time, RFC 3339."},
-							"expires_in": {Type: framework.TypeInt64, Required: true, Description: "Seconds until expiry."},
-						},
-					}},
+					http.StatusOK: {{Description: "OK", Fields: issueResponseFields}},
 				},
 			},
 		},
@@ -67,37 +57,95 @@ func pathIssue(b *backend) *framework.Path {
 	}
 }
 
+var issueResponseFields = map[string]*framework.FieldSchema{
+	"token":              {Type: framework.TypeString, Required: true, Description: "The signed JWT, compact serialization."},
+	"alg":                {Type: framework.TypeString, Required: true, Description: "JWS algorithm."},
+	"kid":                {Type: framework.TypeString, Required: true, Description: "Key ID of the signing key version."},
+	"jti":                {Type: framework.TypeString, Required: true, Description: `The token's "jti" (the role's tag, ".", 128 random bits); empty when the role sets jti=false.`},
+	"expires_at":         {Type: framework.TypeString, Required: true, Description: "Expiry time, RFC 3339."},
+	"expires_in":         {Type: framework.TypeInt64, Required: true, Description: "Seconds until expiry."},
+	"refresh_token":      {Type: framework.TypeString, Description: "Only for roles with refresh_ttl: exchange it at jwt/refresh, once."},
+	"refresh_expires_at": {Type: framework.TypeString, Description: "Only with refresh_token: when it expires, RFC 3339."},
+}
+
 // pathIssue signs a token. It writes nothing to storage and takes role,
 // key and config from the in-memory caches, so performance standbys serve it
 // and it costs little more than the signature.
 func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	var p issueParams
+	if v, ok := d.GetOk("ttl"); ok {
+		if p.TTL = time.Duration(v.(int)) * time.Second; p.TTL <= 0 {
+			return badRequest(`invalid "ttl": must be positive`)
+		}
+	}
+	if v, ok := d.GetOk("subject"); ok {
+		p.Subject = v.(string)
+	}
+	if v, ok := d.GetOk("audience"); ok {
+		p.Audience = v.([]string)
+	}
+	if v, ok := d.GetOk("claims"); ok {
+		p.Claims = v.(map[string]any)
+	}
 	name := d.Get("role").(string)
-	r, err := b.getRole(ctx, req.Storage, name)
+	resp, res, err := b.issueToken(ctx, req.Storage, name, p, req.EntityID)
+	if err != nil || resp.IsError() || res.role.RefreshTTL == 0 {
+		return resp, err
+	}
+	return b.startRefreshFamily(ctx, req.Storage, res, p, req.EntityID, resp)
+}
+
+// issueParams is what a caller asks of issue; zero fields take the role's
+// defaults. A refresh family stores them, to issue again the same way.
+type issueParams struct {
+	TTL      time.Duration  `json:"ttl,omitempty"`
+	Subject  string         `json:"sub,omitempty"`
+	Audience []string       `json:"aud,omitempty"`
+	Claims   map[string]any `json:"claims,omitempty"`
+}
+
+// issueResult is what issueToken tells its callers beyond the response.
+type issueResult struct {
+	role     *role
+	iss, sub string
+	iat      time.Time
+}
+
+// issueToken checks p against role name's policy and signs a token for
+// the identity entityID. It returns the response (an error response for a
+// refused request) and, on success, what it issued.
+func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string, p issueParams, entityID string) (*logical.Response, *issueResult, error) {
+	badRequest := func(format string, args ...any) (*logical.Response, *issueResult, error) {
+		resp, err := badRequest(format, args...)
+		return resp, nil, err
+	}
+	respondErr := func(err error, msg string, kv ...any) (*logical.Response, *issueResult, error) {
+		resp, err := b.respondErr(err, msg, kv...)
+		return resp, nil, err
+	}
+	r, err := b.getRole(ctx, s, name)
 	if err != nil {
-		return b.respondErr(err, "issue: reading role failed", "role", name)
+		return respondErr(err, "issue: reading role failed", "role", name)
 	}
 	if r == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+		return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
 	}
 
-	if r.requireEntity() && req.EntityID == "" {
+	if r.requireEntity() && entityID == "" {
 		return badRequest(`role %q requires a Vault identity entity (require_entity), and the request's token has none; log in through an auth method (root and other entity-less tokens cannot issue from this role)`, name)
 	}
 
 	ttl := r.TTL
-	if v, ok := d.GetOk("ttl"); ok {
-		ttl = time.Duration(v.(int)) * time.Second
-		if ttl <= 0 {
-			return badRequest(`invalid "ttl": must be positive`)
-		}
+	if p.TTL != 0 {
+		ttl = p.TTL
 		if ttl > r.MaxTTL {
 			return badRequest(`invalid "ttl" %s: greater than role %q's max_ttl %s`, ttl, name, r.MaxTTL)
 		}
 	}
 
 	sub := r.Subject
-	if v, ok := d.GetOk("subject"); ok && v.(string) != "" {
-		sub = v.(string)
+	if p.Subject != "" {
+		sub = p.Subject
 		if r.SubjectTemplate != "" {
 			return badRequest(`invalid "subject": role %q sets the subject from the caller's identity (subject_template)`, name)
 		}
@@ -110,8 +158,8 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	}
 
 	aud := r.Audiences
-	if v, ok := d.GetOk("audience"); ok && len(v.([]string)) > 0 {
-		aud = v.([]string)
+	if len(p.Audience) > 0 {
+		aud = p.Audience
 		if len(r.AllowedAudiences) == 0 {
 			return badRequest(`invalid "audience": role %q does not let callers choose the audience (allowed_audiences is empty)`, name)
 		}
@@ -129,8 +177,8 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	}
 
 	var extra map[string]any
-	if v, ok := d.GetOk("claims"); ok {
-		extra = v.(map[string]any)
+	if p.Claims != nil {
+		extra = p.Claims
 		if err := validateClaims("claims", extra); err != nil {
 			return badRequest("%s", err)
 		}
@@ -158,14 +206,14 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 
 	pinned := r.pinned
 	if r.templated {
-		id, err := b.loadIdentity(req.EntityID, r.needsGroups)
+		id, err := b.loadIdentity(entityID, r.needsGroups)
 		if err != nil {
-			return b.respondErr(err, "issue: reading identity failed", "role", name)
+			return respondErr(err, "issue: reading identity failed", "role", name)
 		}
 		if r.SubjectTemplate != "" {
 			v, err := id.render("subject_template", r.SubjectTemplate)
 			if err != nil {
-				return b.respondErr(err, "issue: rendering subject failed", "role", name)
+				return respondErr(err, "issue: rendering subject failed", "role", name)
 			}
 			str, isString := v.(string)
 			if !isString || str == "" {
@@ -176,11 +224,11 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 		if len(r.ClaimsTemplate) > 0 {
 			rendered, err := id.renderValue("claims_template", map[string]any(r.ClaimsTemplate))
 			if err != nil {
-				return b.respondErr(err, "issue: rendering claims failed", "role", name)
+				return respondErr(err, "issue: rendering claims failed", "role", name)
 			}
 			members, err := objectMembers(rendered.(map[string]any))
 			if err != nil {
-				return b.respondErr(err, "issue: encoding claims failed", "role", name)
+				return respondErr(err, "issue: encoding claims failed", "role", name)
 			}
 			if len(pinned) > 0 {
 				pinned = append(append(append([]byte{}, pinned...), ','), members...)
@@ -192,9 +240,9 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 
 	iss := r.Issuer
 	if iss == "" {
-		cfg, err := b.getConfig(ctx, req.Storage)
+		cfg, err := b.getConfig(ctx, s)
 		if err != nil {
-			return b.respondErr(err, "issue: reading config failed", "role", name)
+			return respondErr(err, "issue: reading config failed", "role", name)
 		}
 		iss = cfg.Issuer
 	}
@@ -202,46 +250,49 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 		return badRequest(`no issuer: set "issuer" on jwt/config or on role %q`, name)
 	}
 
-	k, err := b.getKey(ctx, req.Storage, r.Key)
+	k, err := b.getKey(ctx, s, r.Key)
 	if err != nil {
-		return b.respondErr(err, "issue: reading key failed", "role", name, "key", r.Key)
+		return respondErr(err, "issue: reading key failed", "role", name, "key", r.Key)
 	}
 	if k == nil {
-		return b.respondErr(fmt.Errorf("role %q names key %q, which does not exist", name, r.Key), "issue: key missing", "role", name, "key", r.Key)
+		return respondErr(fmt.Errorf("role %q names key %q, which does not exist", name, r.Key), "issue: key missing", "role", name, "key", r.Key)
 	}
 	now := b.now()
-	s, version := k.currentSigner(now)
+	sg, version := k.currentSigner(now)
 
+	// Both are moved back by not_before_skew (some verifiers refuse an iat
+	// ahead of their clock), so a revocation "before now" also covers
+	// tokens issued within the skew after it.
 	issuedAt := now.Add(-r.NotBeforeSkew).Unix()
 	exp := now.Add(ttl).Truncate(time.Second)
 	claims := tokenClaims{iss: iss, sub: sub, aud: aud, iat: issuedAt, nbf: issuedAt, exp: exp.Unix(), pinned: pinned, extra: extra}
 	if r.JTI {
-		claims.jti = newJTI()
+		claims.jti = newJTI(r.tag)
 	}
 	payload, err := claims.encode()
 	if err != nil {
-		return b.respondErr(err, "issue: encoding claims failed", "role", name)
+		return respondErr(err, "issue: encoding claims failed", "role", name)
 	}
 	header, err := k.header(version, r.Typ)
 	if err != nil {
-		return b.respondErr(err, "issue: encoding header failed", "role", name, "key", r.Key)
+		return respondErr(err, "issue: encoding header failed", "role", name, "key", r.Key)
 	}
-	if size := tokenSize(header, payload, s); size > maxTokenBytes {
+	if size := tokenSize(header, payload, sg); size > maxTokenBytes {
 		return badRequest(`invalid "claims": the token would be %d bytes, over the %d-byte cap; send fewer or smaller claims`, size, maxTokenBytes)
 	}
-	token, err := signer.SignCompact(ctx, s, header, payload)
+	token, err := signer.SignCompact(ctx, sg, header, payload)
 	if err != nil {
-		return b.respondErr(kmsError(fmt.Sprintf("signing with key %q", r.Key), err, false), "issue: signing failed", "role", name, "key", r.Key, "kid", s.KeyID())
+		return respondErr(kmsError(fmt.Sprintf("signing with key %q", r.Key), err, false), "issue: signing failed", "role", name, "key", r.Key, "kid", sg.KeyID())
 	}
 	jti := claims.jti
 	return &logical.Response{Data: map[string]any{
 		"token":      token,
-		"alg":        string(s.Algorithm()),
-		"kid":        s.KeyID(),
+		"alg":        string(sg.Algorithm()),
+		"kid":        sg.KeyID(),
 		"jti":        jti,
 		"expires_at": exp.UTC().Format(time.RFC3339),
 		"expires_in": int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
-	}}, nil
+	}}, &issueResult{role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0)}, nil
 }
 
 // maxTokenBytes caps an encoded token: most HTTP stacks refuse header
@@ -268,11 +319,12 @@ func matchAny(patterns []string, v string) bool {
 	return false
 }
 
-// newJTI returns 128 random bits, base64url-encoded.
-func newJTI() string {
+// newJTI returns the role's tag, a ".", and 128 random bits,
+// base64url-encoded.
+func newJTI(tag string) string {
 	var b [16]byte
 	rand.Read(b[:]) // never returns an error; crashes the program if the OS cannot provide randomness
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return tag + "." + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 const pathIssueHelpSyn = `Issue a signed JWT for a role.`

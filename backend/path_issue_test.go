@@ -193,8 +193,9 @@ func TestIssueClaims(t *testing.T) {
 		t.Errorf("claims %v: want exactly %d", tok.claims, len(want)+1)
 	}
 	jti, _ := tok.claims["jti"].(string)
-	if raw, err := base64.RawURLEncoding.DecodeString(jti); err != nil || len(raw) != 16 || tok.data["jti"] != jti {
-		t.Errorf("jti %q is not 128 random bits, or differs from the response's %v", jti, tok.data["jti"])
+	tag, random, _ := strings.Cut(jti, ".")
+	if raw, err := base64.RawURLEncoding.DecodeString(random); err != nil || len(raw) != 16 || tag != roleTag("r") || tok.data["jti"] != jti {
+		t.Errorf("jti %q is not the role tag %s, a dot and 128 random bits, or differs from the response's %v", jti, roleTag("r"), tok.data["jti"])
 	}
 	if tok.header["typ"] != "at+jwt" {
 		t.Errorf("typ %v", tok.header["typ"])

@@ -23,14 +23,15 @@ func pathRevoke(b *backend) []*framework.Path {
 				"jti":     {Type: framework.TypeString, Description: `The "jti" to revoke; needs "exp".`},
 				"exp":     {Type: framework.TypeInt64, Description: `With "jti": the token's "exp" (Unix seconds), after which the entry is tidied.`},
 				"subject": {Type: framework.TypeString, Description: `Revoke every token of this "sub" issued before now.`},
+				"role":    {Type: framework.TypeString, Description: `Revoke every token this role issued before now (found by the role tag that starts each jti; roles with jti=false cannot be revoked this way).`},
 				"issuer":  {Type: framework.TypeString, Description: `With "jti" or "subject": the tokens' "iss". Default: jwt/config's issuer.`},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathRevoke,
-					Summary:  "Revoke a token (by the token, or its jti and exp) or every token of a subject issued before now.",
+					Summary:  "Revoke a token (by the token, or its jti and exp), or every token of a subject or role issued before now.",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-						"revoked":    {Type: framework.TypeString, Required: true, Description: `"jti" or "subject".`},
+						"revoked":    {Type: framework.TypeString, Required: true, Description: `"jti", "subject" or "role".`},
 						"issuer":     {Type: framework.TypeString, Required: true},
 						"expires_at": {Type: framework.TypeString, Required: true, Description: "When the entry can be tidied, RFC 3339."},
 					}}}},
@@ -49,11 +50,12 @@ func pathRevoke(b *backend) []*framework.Path {
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"jtis":     {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, jti, exp."},
 						"subjects": {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, sub, before: tokens of sub with iat before it are revoked."},
+						"roles":    {Type: framework.TypeSlice, Required: true, Description: `Objects with role, role_tag, before: tokens whose jti starts with role_tag + "." and whose iat is at or before it are revoked.`},
 					}}}},
 				},
 			},
 			HelpSynopsis:    "List revocations in force.",
-			HelpDescription: "Returns every revoked jti (with its iss and exp) and every revoked subject (with its iss and the time before which its tokens are revoked), until tidy removes them after the tokens have expired.",
+			HelpDescription: "Returns every revoked jti (with its iss and exp), every revoked subject (with its iss and the time before which its tokens are revoked) and every revoked role (with the tag its jtis start with), until tidy removes them after the tokens have expired.",
 		},
 		{
 			Pattern:      "tidy",
@@ -61,28 +63,29 @@ func pathRevoke(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathTidy,
-					Summary:  "Remove revocation entries whose tokens have all expired (the periodic function also does this).",
+					Summary:  "Remove revocation entries whose tokens have all expired, and expired refresh token families (the periodic function also does this).",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-						"removed": {Type: framework.TypeInt, Required: true},
+						"removed":                  {Type: framework.TypeInt, Required: true, Description: "Revocation entries removed."},
+						"refresh_families_removed": {Type: framework.TypeInt, Required: true, Description: "Expired refresh token families removed."},
 					}}}},
 				},
 			},
 			HelpSynopsis:    "Tidy revocations.",
-			HelpDescription: "Deletes revocation entries once no token they cover can still be valid. The engine's periodic function does the same on the active node.",
+			HelpDescription: "Deletes revocation entries once no token they cover can still be valid, and refresh token families whose latest refresh token has expired. The engine's periodic function does the same on the active node.",
 		},
 	}
 }
 
 func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	token, jti, subject := d.Get("token").(string), d.Get("jti").(string), d.Get("subject").(string)
+	token, jti, subject, roleName := d.Get("token").(string), d.Get("jti").(string), d.Get("subject").(string), d.Get("role").(string)
 	modes := 0
-	for _, v := range []string{token, jti, subject} {
+	for _, v := range []string{token, jti, subject, roleName} {
 		if v != "" {
 			modes++
 		}
 	}
 	if modes != 1 {
-		return badRequest(`give exactly one of "token", "jti" (with "exp") or "subject"`)
+		return badRequest(`give exactly one of "token", "jti" (with "exp"), "subject" or "role"`)
 	}
 	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
@@ -119,6 +122,15 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 			return badRequest(`invalid "exp": required with "jti": the token's exp in Unix seconds, so the entry can be tidied after it`)
 		}
 		r.JTI, r.Expires = jti, time.Unix(exp.(int64), 0).Add(verifyLeeway)
+	case roleName != "":
+		role, err := b.getRole(ctx, req.Storage, roleName)
+		if err != nil {
+			return b.respondErr(err, "revoke: reading role failed", "role", roleName)
+		}
+		if role == nil {
+			return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf(`role %q does not exist; revoke a role's tokens before deleting it`, roleName))
+		}
+		r.Role, r.RoleTag, r.Before, r.Expires = roleName, roleTag(roleName), now, now.Add(role.MaxTTL+verifyLeeway)
 	default:
 		maxTTL, err := b.longestMaxTTL(ctx, req.Storage)
 		if err != nil {
@@ -133,16 +145,21 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 	kind, prefix, id := "jti", revokedJTIPrefix, r.JTI
-	if r.Subject != "" {
+	switch {
+	case r.Subject != "":
 		kind, prefix, id = "subject", revokedSubPrefix, r.Subject
+	case r.Role != "":
+		kind, prefix, id = "role", revokedRolePrefix, r.RoleTag
+		r.Issuer = "" // a role revocation covers every issuer the role used
 	}
 	if err := b.saveRevocation(ctx, req.Storage, prefix, id, r); err != nil {
 		return b.respondErr(err, "revoke: writing failed")
 	}
-	b.Logger().Info("revoked", "kind", kind, "issuer", r.Issuer)
-	return &logical.Response{Data: map[string]any{
+	b.Logger().Info("revoked", "kind", kind, "issuer", r.Issuer, "role", r.Role)
+	resp := &logical.Response{Data: map[string]any{
 		"revoked": kind, "issuer": r.Issuer, "expires_at": r.Expires.UTC().Format(time.RFC3339),
-	}}, nil
+	}}
+	return resp, nil
 }
 
 // ourTokenClaims checks that token was signed by one of this mount's
@@ -194,17 +211,20 @@ func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return b.respondErr(err, "reading revocations failed")
 	}
-	jtis, subs := []any{}, []any{}
+	jtis, subs, roles := []any{}, []any{}, []any{}
 	for _, r := range idx.jti {
 		jtis = append(jtis, map[string]any{"iss": r.Issuer, "jti": r.JTI, "exp": r.Expires.Add(-verifyLeeway).Unix()})
 	}
 	for _, r := range idx.sub {
 		subs = append(subs, map[string]any{"iss": r.Issuer, "sub": r.Subject, "before": r.Before.Unix()})
 	}
-	for _, l := range [][]any{jtis, subs} {
+	for _, r := range idx.role {
+		roles = append(roles, map[string]any{"role": r.Role, "role_tag": r.RoleTag, "before": r.Before.Unix()})
+	}
+	for _, l := range [][]any{jtis, subs, roles} {
 		sort.Slice(l, func(i, j int) bool { return fmt.Sprint(l[i]) < fmt.Sprint(l[j]) })
 	}
-	return &logical.Response{Data: map[string]any{"jtis": jtis, "subjects": subs}}, nil
+	return &logical.Response{Data: map[string]any{"jtis": jtis, "subjects": subs, "roles": roles}}, nil
 }
 
 func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -214,15 +234,22 @@ func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framewo
 	if err != nil {
 		return b.respondErr(err, "tidy failed")
 	}
-	return &logical.Response{Data: map[string]any{"removed": n}}, nil
+	nf, err := b.tidyRefreshFamilies(ctx, req.Storage)
+	if err != nil {
+		return b.respondErr(err, "tidying refresh families failed")
+	}
+	return &logical.Response{Data: map[string]any{"removed": n, "refresh_families_removed": nf}}, nil
 }
 
 const pathRevokeHelpDesc = `
-Revokes one token, or every token of a subject issued before now. Give the
-token itself (its signature must be this mount's; it may have expired), or
-its "jti" and "exp", or a "subject". Entries are keyed by (iss, jti) or
-(iss, sub), never by the token string, so every encoding of the same claims
-is revoked. jwt/verify reports revoked tokens inactive. Entries stay in
-replicated storage until the tokens they cover have expired; then tidy (or
-the periodic function) removes them. Revocation by role is not available yet.
+Revokes one token, or every token of a subject or of a role issued before
+now. Give the token itself (its signature must be this mount's; it may have
+expired), or its "jti" and "exp", or a "subject", or a "role". Entries are
+keyed by (iss, jti), (iss, sub) or the role's tag, never by the token
+string, so every encoding of the same claims is revoked. A role's tag is the
+part of each jti it issues before the "." (64 bits of SHA-256 of the role
+name); roles with jti=false cannot be revoked by role. jwt/verify reports
+revoked tokens inactive, and refresh token families of a revoked subject or
+role end. Entries stay in replicated storage until the tokens they cover
+have expired; then tidy (or the periodic function) removes them.
 `

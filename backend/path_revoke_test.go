@@ -139,3 +139,55 @@ func TestRevokeBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokeByRole: every token a role issued up to now is revoked, with
+// every encoding of it; later tokens of the role and other roles' tokens
+// stay active; the entry is listed and tidied after the role's max_ttl.
+func TestRevokeByRole(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/web", map[string]any{"key": "k", "ttl": "10m", "max_ttl": "1h"})
+	tb.mustWrite(t, "roles/batch", map[string]any{"key": "k", "ttl": "10m"})
+	old := tb.mustWrite(t, "issue/web", nil).Data["token"].(string)
+	other := tb.mustWrite(t, "issue/batch", nil).Data["token"].(string)
+
+	d := tb.mustWrite(t, "revoke", map[string]any{"role": "web"}).Data
+	if d["revoked"] != "role" || d["expires_at"] != "2026-11-23T13:00:30Z" {
+		t.Fatalf("revoke: %#v", d)
+	}
+	for name, token := range map[string]string{"token": old, "high-S twin": highSTwin(t, old)} {
+		if active, reason, _ := tb.verify(t, token, ""); active || !strings.Contains(reason, `role "web"`) {
+			t.Fatalf("%s after revoking its role: active=%v %s", name, active, reason)
+		}
+	}
+	if active, reason, _ := tb.verify(t, other, ""); !active {
+		t.Fatalf("another role's token: %s", reason)
+	}
+	tb.clock.Add(time.Second)
+	if active, reason, _ := tb.verify(t, tb.mustWrite(t, "issue/web", nil).Data["token"].(string), ""); !active {
+		t.Fatalf("a token the role issued after the revocation: %s", reason)
+	}
+	roles := tb.mustRead(t, "revocations").Data["roles"].([]any)
+	if len(roles) != 1 || roles[0].(map[string]any)["role_tag"] != roleTag("web") {
+		t.Fatalf("revocations: %#v", roles)
+	}
+
+	// The index is rebuilt from storage (as on another node or a restart).
+	tb.dropRevocations()
+	if active, _, _ := tb.verify(t, old, ""); active {
+		t.Fatal("role revocation lost when the index was reloaded from storage")
+	}
+
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
+		t.Fatalf("tidy removed %v while tokens may be live", n)
+	}
+	tb.clock.Add(time.Hour + time.Minute)
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 1 {
+		t.Fatalf("tidy removed %v after the role's max_ttl", n)
+	}
+	if keys, _ := tb.storage.List(t.Context(), revokedRolePrefix); len(keys) != 0 {
+		t.Fatalf("stored role revocations after tidy: %v", keys)
+	}
+	tb.wantNotFound(t, logical.UpdateOperation, "revoke", map[string]any{"role": "missing"})
+	tb.wantBadRequest(t, logical.UpdateOperation, "revoke", map[string]any{"role": "web", "subject": "x"}, "exactly one")
+}

@@ -115,6 +115,10 @@ func pathRoles(b *backend) *framework.Path {
 				Type:        framework.TypeInt,
 				Description: "Most audiences a caller may request; 0 means no limit.",
 			},
+			"refresh_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "If set, issue also returns a refresh token valid this long, which jwt/refresh exchanges once for a new token and refresh token; reusing one revokes its whole family. At least ttl, at most 90 days; needs jti=true. 0 (default) turns refresh tokens off.",
+			},
 		},
 		ExistenceCheck: b.roleExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -174,6 +178,7 @@ var roleResponses = map[int][]framework.Response{
 			"required_claims":   {Type: framework.TypeStringSlice, Required: true},
 			"claim_constraints": {Type: framework.TypeMap, Required: true},
 			"max_audiences":     {Type: framework.TypeInt, Required: true},
+			"refresh_ttl":       {Type: framework.TypeDurationSecond, Required: true},
 		},
 	}},
 }
@@ -239,7 +244,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			*dst = v.([]string)
 		}
 	}
-	durations := map[string]*time.Duration{"ttl": &r.TTL, "max_ttl": &r.MaxTTL, "not_before_skew": &r.NotBeforeSkew}
+	durations := map[string]*time.Duration{"ttl": &r.TTL, "max_ttl": &r.MaxTTL, "not_before_skew": &r.NotBeforeSkew, "refresh_ttl": &r.RefreshTTL}
 	for field, dst := range durations {
 		if v, ok := d.GetOk(field); ok {
 			*dst = time.Duration(v.(int)) * time.Second
@@ -315,6 +320,7 @@ func (r *role) responseData() map[string]any {
 		"required_claims":   nonNil(r.RequiredClaims),
 		"claim_constraints": orEmpty(r.ClaimConstraints),
 		"max_audiences":     r.MaxAudiences,
+		"refresh_ttl":       int64(r.RefreshTTL.Seconds()),
 	}
 }
 

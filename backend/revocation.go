@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -15,17 +16,21 @@ import (
 // (iss, sub) — never by the token string, since one set of claims has many
 // valid encodings — and are indexed in memory for O(1) checks in verify.
 const (
-	revokedJTIPrefix = "revoked/jti/"
-	revokedSubPrefix = "revoked/sub/"
+	revokedJTIPrefix  = "revoked/jti/"
+	revokedSubPrefix  = "revoked/sub/"
+	revokedRolePrefix = "revoked/role/"
 )
 
 // revocation is one stored entry.
 type revocation struct {
 	Issuer string `json:"iss"`
-	// JTI, for a revoked token; Subject, for every token of a subject
-	// issued at or before Before (to the second).
+	// JTI, for a revoked token; Subject or Role (with its RoleTag), for
+	// every token of a subject or role issued at or before Before (to the
+	// second).
 	JTI     string    `json:"jti,omitempty"`
 	Subject string    `json:"sub,omitempty"`
+	Role    string    `json:"role,omitempty"`
+	RoleTag string    `json:"role_tag,omitempty"`
 	Before  time.Time `json:"before,omitzero"`
 	// Expires is when no token the entry covers can still be valid; tidy
 	// removes the entry then.
@@ -38,10 +43,33 @@ func revocationKey(iss, id string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// roleTag is the prefix of the jti of every token a role issues, before a
+// ".": 64 bits of SHA-256 of the role name, so revocation by role needs
+// nothing stored per token and the jti does not spell out the role name.
+func roleTag(role string) string {
+	sum := sha256.Sum256([]byte("vault-plugin-secrets-jwt role\x00" + role))
+	return base64.RawURLEncoding.EncodeToString(sum[:8])
+}
+
+// jtiRoleTag is the role tag of a jti this engine made, or "".
+func jtiRoleTag(jti string) string {
+	if i := strings.IndexByte(jti, '.'); i > 0 {
+		return jti[:i]
+	}
+	return ""
+}
+
 // revocationIndex is the in-memory copy of every entry.
 type revocationIndex struct {
 	jti map[string]*revocation
 	sub map[string]*revocation
+	// role is keyed by role tag.
+	role map[string]*revocation
+}
+
+// maps pairs each storage prefix with its map.
+func (idx *revocationIndex) maps() map[string]map[string]*revocation {
+	return map[string]map[string]*revocation{revokedJTIPrefix: idx.jti, revokedSubPrefix: idx.sub, revokedRolePrefix: idx.role}
 }
 
 // getRevocations returns the index, loading it on first use.
@@ -57,8 +85,8 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 	if b.revocations != nil {
 		return b.revocations, nil
 	}
-	idx = &revocationIndex{jti: map[string]*revocation{}, sub: map[string]*revocation{}}
-	for prefix, m := range map[string]map[string]*revocation{revokedJTIPrefix: idx.jti, revokedSubPrefix: idx.sub} {
+	idx = &revocationIndex{jti: map[string]*revocation{}, sub: map[string]*revocation{}, role: map[string]*revocation{}}
+	for prefix, m := range idx.maps() {
 		keys, err := s.List(ctx, prefix)
 		if err != nil {
 			return nil, fmt.Errorf("listing revocations: %w", err)
@@ -74,6 +102,9 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 			r := &revocation{}
 			if err := entry.DecodeJSON(r); err != nil {
 				return nil, fmt.Errorf("decoding revocation %s: %w", k, err)
+			}
+			if prefix == revokedRolePrefix {
+				k = r.RoleTag
 			}
 			m[k] = r
 		}
@@ -96,15 +127,21 @@ func (idx *revocationIndex) revokedReason(claims map[string]any) string {
 			return fmt.Sprintf("token revoked at %s", r.RevokedAt.UTC().Format(time.RFC3339))
 		}
 	}
+	// NumericDates have whole seconds, so a token of the same second as the
+	// revocation counts as before it; a token without iat cannot show it
+	// came after.
+	issuedBy := func(before time.Time) bool {
+		iat, err := numericDate(claims, "iat", false)
+		return err != nil || iat.IsZero() || !iat.After(before.Truncate(time.Second))
+	}
 	if sub, _ := claims["sub"].(string); sub != "" {
-		if r := idx.sub[revocationKey(iss, sub)]; r != nil {
-			iat, err := numericDate(claims, "iat", false)
-			// NumericDates have whole seconds, so a token of the same second
-			// as the revocation counts as before it; a token without iat
-			// cannot show it came after.
-			if err != nil || iat.IsZero() || !iat.After(r.Before.Truncate(time.Second)) {
-				return fmt.Sprintf("every token of subject %q issued at or before %s is revoked", sub, r.Before.UTC().Format(time.RFC3339))
-			}
+		if r := idx.sub[revocationKey(iss, sub)]; r != nil && issuedBy(r.Before) {
+			return fmt.Sprintf("every token of subject %q issued at or before %s is revoked", sub, r.Before.UTC().Format(time.RFC3339))
+		}
+	}
+	if jti, _ := claims["jti"].(string); jti != "" {
+		if r := idx.role[jtiRoleTag(jti)]; r != nil && issuedBy(r.Before) {
+			return fmt.Sprintf("every token of role %q issued at or before %s is revoked", r.Role, r.Before.UTC().Format(time.RFC3339))
 		}
 	}
 	return ""
@@ -132,10 +169,13 @@ func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, 
 		return 0, err
 	}
 	n := 0
-	for prefix, m := range map[string]map[string]*revocation{revokedJTIPrefix: idx.jti, revokedSubPrefix: idx.sub} {
+	for prefix, m := range idx.maps() {
 		for k, r := range m {
 			if now.Before(r.Expires) {
 				continue
+			}
+			if prefix == revokedRolePrefix {
+				k = revocationKey("", r.RoleTag)
 			}
 			if err := s.Delete(ctx, prefix+k); err != nil {
 				return n, fmt.Errorf("deleting revocation: %w", err)

@@ -62,7 +62,12 @@ type role struct {
 	// ClaimConstraints is as written; constraints is it parsed.
 	ClaimConstraints map[string]any `json:"claim_constraints,omitempty"`
 	MaxAudiences     int            `json:"max_audiences,omitempty"`
+	// RefreshTTL, if set, makes issue also return a refresh token valid
+	// this long; each refresh returns a new one (see refresh.go).
+	RefreshTTL time.Duration `json:"refresh_ttl,omitempty"`
 
+	// tag prefixes the role's jtis, for revocation by role.
+	tag string
 	// pinned is Claims encoded once as JSON object members, for issue.
 	pinned      []byte
 	constraints map[string]*claimConstraint
@@ -96,6 +101,7 @@ func (r *role) requireEntity() bool {
 // prepare derives what issue needs from the stored fields.
 func (r *role) prepare() error {
 	var err error
+	r.tag = roleTag(r.Name)
 	if r.pinned, err = objectMembers(r.Claims); err != nil {
 		return err
 	}
@@ -187,6 +193,14 @@ func (r *role) validate() error {
 	}
 	if r.MaxAudiences < 0 {
 		return fmt.Errorf(`invalid "max_audiences": must not be negative (0 means no limit)`)
+	}
+	if r.RefreshTTL != 0 {
+		if r.RefreshTTL < r.TTL || r.RefreshTTL > maxRefreshTTL {
+			return fmt.Errorf(`invalid "refresh_ttl" %s: must be 0 (no refresh tokens) or between the role's ttl %s and %s`, r.RefreshTTL, r.TTL, maxRefreshTTL)
+		}
+		if !r.JTI {
+			return fmt.Errorf(`invalid "refresh_ttl": refresh tokens need jti=true, so that reuse can revoke the family's access tokens`)
+		}
 	}
 	for _, name := range r.AllowedClaims {
 		if slices.Contains(reservedClaims, name) {

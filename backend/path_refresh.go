@@ -1,0 +1,59 @@
+package backend
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathRefresh(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "refresh",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "refresh",
+			OperationSuffix: "token",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"refresh_token": {Type: framework.TypeString, Required: true, Description: "The latest refresh token of a token family, from issue or the previous refresh."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: b.pathRefresh,
+				Summary:  "Exchange a refresh token for a new token and a new refresh token; reusing a refresh token revokes its family.",
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: issueResponseFields}},
+				},
+			},
+		},
+		HelpSynopsis:    "Refresh a token.",
+		HelpDescription: pathRefreshHelpDesc,
+	}
+}
+
+func (b *backend) pathRefresh(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	rt := d.Get("refresh_token").(string)
+	if rt == "" {
+		return badRequest(`invalid "refresh_token": required`)
+	}
+	return b.refresh(ctx, req.Storage, rt)
+}
+
+const pathRefreshHelpDesc = `
+Roles with refresh_ttl make jwt/issue also return a refresh token. Writing
+it here returns a new token, issued as the original request was (same
+subject, audience, claims and ttl, for the same identity entity, checked
+against the role as it is now), and a new refresh token; the one presented
+stops working. Each refresh token is valid for the role's refresh_ttl.
+
+A refresh token that is not its family's latest (one already used) is taken
+as stolen: the whole family is revoked, its refresh tokens stop working and
+its access tokens that have not expired are revoked (jwt/verify reports them
+inactive, jwt/revocations lists their jtis). Revoking the family's subject or
+role also ends it. Refresh tokens are stored only as SHA-256 hashes.
+
+This is an ordinary policy-gated path: a gateway may hold update on
+jwt/refresh to refresh on behalf of its users without being able to issue.
+`

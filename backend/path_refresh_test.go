@@ -1,0 +1,184 @@
+package backend
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func refreshBackend(t *testing.T) *testBackend {
+	t.Helper()
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*", "allowed_claims": "scope"})
+	return tb
+}
+
+// TestRefresh: each refresh returns a new token, issued as the original
+// request was, and a new refresh token; the old one stops working and
+// presenting it again revokes the whole family.
+func TestRefresh(t *testing.T) {
+	tb := refreshBackend(t)
+	first := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a", "claims": map[string]any{"scope": "read"}}).Data
+	rt1, _ := first["refresh_token"].(string)
+	if rt1 == "" || first["refresh_expires_at"] != "2026-11-23T13:00:00Z" {
+		t.Fatalf("issue: %#v", first)
+	}
+
+	tb.clock.Add(4 * time.Minute)
+	second := tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt1}).Data
+	rt2 := second["refresh_token"].(string)
+	if rt2 == rt1 || second["token"] == first["token"] || second["refresh_expires_at"] != "2026-11-23T13:04:00Z" {
+		t.Fatalf("refresh: %#v", second)
+	}
+	active, _, claims := tb.verify(t, second["token"].(string), "")
+	if !active || claims["sub"] != "user-a" || claims["scope"] != "read" {
+		t.Fatalf("refreshed token: active=%v claims=%v", active, claims)
+	}
+	third := tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt2}).Data
+
+	// Reuse of rt1: refused, and the family is revoked (the one refusal
+	// that changes storage, by design).
+	resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt1})
+	if err == nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "already used") {
+		t.Fatalf("reuse: %v %v", resp, err)
+	}
+	for name, tok := range map[string]any{"first": first["token"], "second": second["token"], "third": third["token"]} {
+		if active, reason, _ := tb.verify(t, tok.(string), ""); active || !strings.Contains(reason, "revoked") {
+			t.Fatalf("%s token after reuse: active=%v %s", name, active, reason)
+		}
+	}
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": third["refresh_token"]}, "family was revoked")
+	if !strings.Contains(tb.logs.String(), "refresh token reused") {
+		t.Error("reuse not logged")
+	}
+	for _, secret := range []string{rt1, rt2, third["refresh_token"].(string)} {
+		if strings.Contains(tb.logs.String(), secret) {
+			t.Fatal("a refresh token is in the log")
+		}
+	}
+	// Only hashes are stored.
+	for k, v := range tb.snapshot(t) {
+		for _, secret := range []string{rt1, rt2, third["refresh_token"].(string)} {
+			_, s, _ := strings.Cut(secret, ".")
+			if strings.Contains(v, s) {
+				t.Fatalf("storage entry %s holds a refresh secret", k)
+			}
+		}
+	}
+}
+
+// TestRefreshEnds: expiry, a revoked subject or role, a role that no
+// longer refreshes, and tidy.
+func TestRefreshEnds(t *testing.T) {
+	tb := refreshBackend(t)
+	issue := func() string {
+		return tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	}
+	rt := issue()
+	tb.clock.Add(time.Hour)
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "expired")
+
+	rt = issue()
+	tb.clock.Add(time.Second)
+	tb.mustWrite(t, "revoke", map[string]any{"subject": "user-a"})
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "revoked", "user-a")
+
+	tb.clock.Add(time.Second)
+	rt = issue()
+	tb.clock.Add(time.Second)
+	tb.mustWrite(t, "revoke", map[string]any{"role": "r"})
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "revoked", `role "r"`)
+
+	tb.clock.Add(time.Second)
+	rt = issue()
+	tb.mustWrite(t, "roles/r", map[string]any{"refresh_ttl": 0})
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "no longer issues refresh tokens")
+	if _, ok := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"]; ok {
+		t.Fatal("a role without refresh_ttl returned a refresh token")
+	}
+
+	// A policy change applies on refresh: the stored request is checked
+	// against the role as it is now.
+	tb.mustWrite(t, "roles/r", map[string]any{"refresh_ttl": "1h"})
+	rt = issue()
+	tb.mustWrite(t, "roles/r", map[string]any{"allowed_subjects": "svc-*"})
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, `"subject"`, "allowed_subjects")
+
+	families, _ := tb.storage.List(t.Context(), refreshPrefix)
+	tb.clock.Add(2 * time.Hour)
+	if n := tb.mustWrite(t, "tidy", nil).Data["refresh_families_removed"]; n != len(families) || n == 0 {
+		t.Fatalf("tidy removed %v families, want %d", n, len(families))
+	}
+	if left, _ := tb.storage.List(t.Context(), refreshPrefix); len(left) != 0 {
+		t.Fatalf("families left after tidy: %v", left)
+	}
+}
+
+func TestRefreshBadInput(t *testing.T) {
+	tb := refreshBackend(t)
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	id, secret, _ := strings.Cut(rt, ".")
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+		want []string
+	}{
+		{"missing", map[string]any{}, []string{`"refresh_token"`, "required"}},
+		{"garbage", map[string]any{"refresh_token": "abc"}, []string{`"refresh_token"`, "not a refresh token"}},
+		{"an access token", map[string]any{"refresh_token": "a.b.c"}, []string{`"refresh_token"`}},
+		{"padded", map[string]any{"refresh_token": id + "." + secret + "="}, []string{`"refresh_token"`}},
+		{"unknown family", map[string]any{"refresh_token": strings.Repeat("A", 22) + "." + secret}, []string{"unknown"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tb.snapshot(t)
+			tb.wantBadRequest(t, logical.UpdateOperation, "refresh", tc.data, tc.want...)
+			if after := tb.snapshot(t); len(after) != len(before) {
+				t.Fatal("a refused refresh changed storage")
+			}
+		})
+	}
+	// The family is untouched by those: rt still works.
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+		want string
+	}{
+		{"refresh_ttl below ttl", map[string]any{"key": "k", "ttl": "1h", "refresh_ttl": "10m"}, `"refresh_ttl"`},
+		{"refresh_ttl too long", map[string]any{"key": "k", "refresh_ttl": "2400h"}, `"refresh_ttl"`},
+		{"refresh without jti", map[string]any{"key": "k", "jti": false, "refresh_ttl": "1h"}, "jti=true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb.wantBadRequest(t, logical.UpdateOperation, "roles/bad", tc.data, tc.want)
+		})
+	}
+}
+
+// TestRefreshRace: of concurrent refreshes with one token, exactly one
+// succeeds, and the others count as reuse.
+func TestRefreshRace(t *testing.T) {
+	tb := refreshBackend(t)
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for range 8 {
+		wg.Go(func() {
+			resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt})
+			if err == nil && !resp.IsError() {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 1 {
+		t.Fatalf("%d refreshes with one token succeeded, want 1", ok)
+	}
+}

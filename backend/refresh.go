@@ -1,0 +1,249 @@
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Refresh tokens. A role with refresh_ttl makes issue start a family: the
+// access token plus a refresh token "<family id>.<secret>". Each refresh
+// exchanges the family's latest refresh token for a new access token and a
+// new refresh token. Presenting any other secret for the family (a used
+// one, most likely stolen) revokes the family: its refresh tokens stop
+// working and its unexpired access tokens are revoked by jti. Only a hash
+// of the latest secret is stored.
+
+const (
+	refreshPrefix = "refresh/"
+	maxRefreshTTL = 90 * 24 * time.Hour
+)
+
+// refreshFamily is stored at refresh/<id>.
+type refreshFamily struct {
+	ID   string `json:"id"`
+	Role string `json:"role"`
+	// Params and EntityID are the original request, issued again on each
+	// refresh and checked against the role as it is then.
+	Params   issueParams `json:"params"`
+	EntityID string      `json:"entity_id,omitempty"`
+	// SecretHash is SHA-256 of the latest refresh token's secret, hex.
+	SecretHash string    `json:"secret_hash"`
+	Expires    time.Time `json:"expires"`
+	CreatedAt  time.Time `json:"created_at"`
+	Refreshes  int       `json:"refreshes"`
+	// Tokens are the family's access tokens that have not expired, for
+	// revoking them on reuse.
+	Tokens []familyToken `json:"tokens"`
+	// Subject and LastIssuedAt are of the latest access token, for
+	// revocations by subject or role.
+	Subject      string    `json:"sub,omitempty"`
+	LastIssuedAt time.Time `json:"last_issued_at"`
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+}
+
+type familyToken struct {
+	JTI    string    `json:"jti"`
+	Issuer string    `json:"iss"`
+	Exp    time.Time `json:"exp"`
+}
+
+// newRandomID returns n random bytes, base64url-encoded.
+func newRandomID(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never returns an error
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// splitRefreshToken parses "<id>.<secret>"; ok is false for anything else.
+func splitRefreshToken(t string) (id, secret string, ok bool) {
+	id, secret, ok = strings.Cut(t, ".")
+	if !ok || len(id) != 22 || len(secret) != 43 {
+		return "", "", false
+	}
+	for _, part := range []string{id, secret} {
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(part); err != nil {
+			return "", "", false
+		}
+	}
+	return id, secret, true
+}
+
+func loadFamily(ctx context.Context, s logical.Storage, id string) (*refreshFamily, error) {
+	entry, err := s.Get(ctx, refreshPrefix+id)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	f := &refreshFamily{}
+	if err := entry.DecodeJSON(f); err != nil {
+		return nil, fmt.Errorf("decoding refresh family: %w", err)
+	}
+	return f, nil
+}
+
+func saveFamily(ctx context.Context, s logical.Storage, f *refreshFamily) error {
+	entry, err := logical.StorageEntryJSON(refreshPrefix+f.ID, f)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing refresh family: %w", err)
+	}
+	return nil
+}
+
+// addToken records the access token in resp, rotates the family's secret
+// and adds the new refresh token to resp.
+func (f *refreshFamily) addToken(resp *logical.Response, res *issueResult, now time.Time) error {
+	exp, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+	if err != nil {
+		return err
+	}
+	live := f.Tokens[:0]
+	for _, t := range f.Tokens {
+		if now.Before(t.Exp.Add(verifyLeeway)) {
+			live = append(live, t)
+		}
+	}
+	f.Tokens = append(live, familyToken{JTI: resp.Data["jti"].(string), Issuer: res.iss, Exp: exp})
+	f.Subject, f.LastIssuedAt = res.sub, res.iat
+	secret := newRandomID(32)
+	f.SecretHash = hashSecret(secret)
+	f.Expires = now.Add(res.role.RefreshTTL)
+	resp.Data["refresh_token"] = f.ID + "." + secret
+	resp.Data["refresh_expires_at"] = f.Expires.UTC().Format(time.RFC3339)
+	return nil
+}
+
+// startRefreshFamily stores a new family for the token in resp and adds
+// its refresh token to resp.
+func (b *backend) startRefreshFamily(ctx context.Context, s logical.Storage, res *issueResult, p issueParams, entityID string, resp *logical.Response) (*logical.Response, error) {
+	now := b.now()
+	f := &refreshFamily{ID: newRandomID(16), Role: res.role.Name, Params: p, EntityID: entityID, CreatedAt: now}
+	if err := f.addToken(resp, res, now); err != nil {
+		return b.respondErr(err, "issue: starting refresh family failed", "role", f.Role)
+	}
+	if err := saveFamily(ctx, s, f); err != nil {
+		return b.respondErr(err, "issue: storing refresh family failed", "role", f.Role)
+	}
+	return resp, nil
+}
+
+// refresh exchanges refreshToken for a new access token and refresh token.
+func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken string) (*logical.Response, error) {
+	id, secret, ok := splitRefreshToken(refreshToken)
+	if !ok {
+		return badRequest(`invalid "refresh_token": not a refresh token from this engine`)
+	}
+	b.refreshMu.Lock()
+	defer b.refreshMu.Unlock()
+
+	now := b.now()
+	f, err := loadFamily(ctx, s, id)
+	if err != nil {
+		return b.respondErr(err, "refresh: reading family failed")
+	}
+	if f == nil || !now.Before(f.Expires) {
+		return badRequest(`invalid "refresh_token": unknown or expired; issue a new token`)
+	}
+	if !f.RevokedAt.IsZero() {
+		return badRequest(`invalid "refresh_token": its token family was revoked at %s after a used refresh token was presented again; issue a new token`, f.RevokedAt.UTC().Format(time.RFC3339))
+	}
+	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(f.SecretHash)) != 1 {
+		return b.revokeFamily(ctx, s, f, now)
+	}
+
+	// A revocation of the family's subject or role, or of its latest
+	// token, ends the family too.
+	idx, err := b.getRevocations(ctx, s)
+	if err != nil {
+		return b.respondErr(err, "refresh: reading revocations failed")
+	}
+	if n := len(f.Tokens); n > 0 {
+		last := f.Tokens[n-1]
+		claims := map[string]any{"iss": last.Issuer, "jti": last.JTI, "iat": json.Number(strconv.FormatInt(f.LastIssuedAt.Unix(), 10))}
+		if f.Subject != "" {
+			claims["sub"] = f.Subject
+		}
+		if reason := idx.revokedReason(claims); reason != "" {
+			return badRequest(`invalid "refresh_token": the family's tokens are revoked (%s); issue a new token`, reason)
+		}
+	}
+
+	resp, res, err := b.issueToken(ctx, s, f.Role, f.Params, f.EntityID)
+	if err != nil || resp.IsError() {
+		return resp, err
+	}
+	if res.role.RefreshTTL == 0 {
+		return badRequest(`invalid "refresh_token": role %q no longer issues refresh tokens (refresh_ttl is 0)`, f.Role)
+	}
+	if err := f.addToken(resp, res, now); err != nil {
+		return b.respondErr(err, "refresh: updating family failed", "role", f.Role)
+	}
+	f.Refreshes++
+	if err := saveFamily(ctx, s, f); err != nil {
+		// Nothing was stored: the presented refresh token is still the
+		// latest, and the new one is not returned.
+		return b.respondErr(err, "refresh: storing family failed", "role", f.Role)
+	}
+	return resp, nil
+}
+
+// revokeFamily answers a refresh token that is not its family's latest:
+// the family is revoked, with every access token of it not yet expired.
+func (b *backend) revokeFamily(ctx context.Context, s logical.Storage, f *refreshFamily, now time.Time) (*logical.Response, error) {
+	for _, t := range f.Tokens {
+		if !now.Before(t.Exp.Add(verifyLeeway)) {
+			continue
+		}
+		r := &revocation{Issuer: t.Issuer, JTI: t.JTI, Expires: t.Exp.Add(verifyLeeway), RevokedAt: now}
+		if err := b.saveRevocation(ctx, s, revokedJTIPrefix, t.JTI, r); err != nil {
+			return b.respondErr(err, "refresh: revoking family tokens failed", "role", f.Role)
+		}
+	}
+	f.RevokedAt = now
+	if err := saveFamily(ctx, s, f); err != nil {
+		return b.respondErr(err, "refresh: revoking family failed", "role", f.Role)
+	}
+	b.Logger().Warn("refresh token reused: token family revoked", "role", f.Role, "family", hashSecret(f.ID)[:16], "access_tokens_revoked", len(f.Tokens), "refreshes", f.Refreshes)
+	return badRequest(`invalid "refresh_token": already used (or not its family's latest); a used refresh token presented again suggests theft, so every token of its family is now revoked; issue a new token`)
+}
+
+// tidyRefreshFamilies deletes families whose refresh token has expired and
+// returns how many it deleted.
+func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (int, error) {
+	ids, err := s.List(ctx, refreshPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("listing refresh families: %w", err)
+	}
+	now, n := b.now(), 0
+	for _, id := range ids {
+		f, err := loadFamily(ctx, s, id)
+		if err != nil {
+			return n, err
+		}
+		if f == nil || now.Before(f.Expires) {
+			continue
+		}
+		if err := s.Delete(ctx, refreshPrefix+id); err != nil {
+			return n, fmt.Errorf("deleting refresh family: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
