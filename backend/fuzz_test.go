@@ -69,3 +69,31 @@ func FuzzIssueClaims(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRefreshToken: refresh tokens come from callers. Only the family's
+// latest refresh token is ever accepted; anything else is refused with a
+// 400, never a 500 or a panic (a wrong secret for the family's id revokes
+// the family, after which everything is refused).
+func FuzzRefreshToken(f *testing.F) {
+	tb := getTestBackend(f)
+	tb.mustWrite(f, "keys/k", map[string]any{"algorithm": "EdDSA"})
+	tb.mustWrite(f, "roles/r", map[string]any{"key": "k", "refresh_ttl": "1h"})
+	latest := tb.mustWrite(f, "issue/r", nil).Data["refresh_token"].(string)
+	id, secret, _ := strings.Cut(latest, ".")
+	for _, s := range []string{latest, id + ".", "." + secret, id + "." + secret + "=", id + "." + strings.ToUpper(secret), "a.b.c", "", strings.Repeat(".", 100), id + "\x00." + secret} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, rt string) {
+		resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt})
+		if err == nil && !resp.IsError() {
+			if rt != latest {
+				t.Fatalf("refresh accepted %q, which is not the latest refresh token", rt)
+			}
+			latest = resp.Data["refresh_token"].(string)
+			return
+		}
+		if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != 400 {
+			t.Fatalf("status %d for %q: %v", code, rt, err)
+		}
+	})
+}
