@@ -60,6 +60,7 @@ func TestStandbyWrites(t *testing.T) {
 		{"revoke role", logical.UpdateOperation, "revoke", map[string]any{"role": "r"}},
 		{"tidy", logical.UpdateOperation, "tidy", nil},
 		{"issue with refresh", logical.UpdateOperation, "issue/rr", nil},
+		{"batch issue with refresh", logical.UpdateOperation, "issue/rr", map[string]any{"batch_input": []any{map[string]any{}, map[string]any{}}}},
 		{"refresh", logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,29 +24,11 @@ func pathIssue(b *backend) *framework.Path {
 			OperationVerb:   "issue",
 			OperationSuffix: "token",
 		},
-		Fields: map[string]*framework.FieldSchema{
-			"role": {Type: framework.TypeString, Required: true, Description: "Name of the role."},
-			"audience": {
-				Type:        framework.TypeCommaStringSlice,
-				Description: `"aud" of the token, a string or a list; each must match the role's allowed_audiences. Default: the role's audiences.`,
-			},
-			"subject": {
-				Type:        framework.TypeString,
-				Description: `"sub" of the token; must match the role's allowed_subjects. Default: the role's subject.`,
-			},
-			"claims": {
-				Type:        framework.TypeMap,
-				Description: fmt.Sprintf(`JSON object of extra claims; each name must be in the role's allowed_claims and not pinned or reserved. At most %d bytes.`, maxClaimsBytes),
-			},
-			"ttl": {
-				Type:        framework.TypeDurationSecond,
-				Description: "Token lifetime; at most the role's max_ttl. Default: the role's ttl.",
-			},
-		},
+		Fields: issueFields(),
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback: b.pathIssue,
-				Summary:  "Issue a signed JWT for a role.",
+				Summary:  "Issue a signed JWT for a role, or one per item of batch_input.",
 				Responses: map[int][]framework.Response{
 					http.StatusOK: {{Description: "OK", Fields: issueResponseFields}},
 				},
@@ -57,13 +39,52 @@ func pathIssue(b *backend) *framework.Path {
 	}
 }
 
+// itemFields are the fields of one token request, at the top level or in
+// each batch_input item.
+func itemFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"audience": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: `"aud" of the token, a string or a list; each must match the role's allowed_audiences. Default: the role's audiences.`,
+		},
+		"subject": {
+			Type:        framework.TypeString,
+			Description: `"sub" of the token; must match the role's allowed_subjects. Default: the role's subject.`,
+		},
+		"claims": {
+			Type:        framework.TypeMap,
+			Description: fmt.Sprintf(`JSON object of extra claims; each name must be in the role's allowed_claims and not pinned or reserved. At most %d bytes.`, maxClaimsBytes),
+		},
+		"ttl": {
+			Type:        framework.TypeDurationSecond,
+			Description: "Token lifetime; at most the role's max_ttl. Default: the role's ttl.",
+		},
+	}
+}
+
+// issueFields are itemFields plus the role and batch_input.
+func issueFields() map[string]*framework.FieldSchema {
+	f := itemFields()
+	f["role"] = &framework.FieldSchema{Type: framework.TypeString, Required: true, Description: "Name of the role."}
+	f["batch_input"] = &framework.FieldSchema{
+		Type: framework.TypeSlice,
+		Description: fmt.Sprintf(`Issue one token per item instead: a list (or a JSON array as a string) of at most %d objects, `+
+			`each with optional audience, subject, claims, ttl and reference (echoed back). Each item is checked like a single request `+
+			`and gets its own result or error in batch_results; the others are still issued.`, maxBatchItems),
+	}
+	return f
+}
+
+// issueResponseFields describe a single token; a batch_input request gets
+// batch_results instead, a list of the same objects or {"error": ...}.
 var issueResponseFields = map[string]*framework.FieldSchema{
-	"token":              {Type: framework.TypeString, Required: true, Description: "The signed JWT, compact serialization."},
-	"alg":                {Type: framework.TypeString, Required: true, Description: "JWS algorithm."},
-	"kid":                {Type: framework.TypeString, Required: true, Description: "Key ID of the signing key version."},
-	"jti":                {Type: framework.TypeString, Required: true, Description: `The token's "jti" (the role's tag, ".", 128 random bits); empty when the role sets jti=false.`},
-	"expires_at":         {Type: framework.TypeString, Required: true, Description: "Expiry time, RFC 3339."},
-	"expires_in":         {Type: framework.TypeInt64, Required: true, Description: "Seconds until expiry."},
+	"token":              {Type: framework.TypeString, Description: "The signed JWT, compact serialization."},
+	"alg":                {Type: framework.TypeString, Description: "JWS algorithm."},
+	"kid":                {Type: framework.TypeString, Description: "Key ID of the signing key version."},
+	"jti":                {Type: framework.TypeString, Description: `The token's "jti" (the role's tag, ".", 128 random bits); empty when the role sets jti=false.`},
+	"expires_at":         {Type: framework.TypeString, Description: "Expiry time, RFC 3339."},
+	"expires_in":         {Type: framework.TypeInt64, Description: "Seconds until expiry."},
+	"batch_results":      {Type: framework.TypeSlice, Description: "For batch_input: one object per item, in order: the fields above (and its reference), or error."},
 	"refresh_token":      {Type: framework.TypeString, Description: "Only for roles with refresh_ttl: exchange it at jwt/refresh, once."},
 	"refresh_expires_at": {Type: framework.TypeString, Description: "Only with refresh_token: when it expires, RFC 3339."},
 }
@@ -72,10 +93,38 @@ var issueResponseFields = map[string]*framework.FieldSchema{
 // key and config from the in-memory caches, so performance standbys serve it
 // and it costs little more than the signature.
 func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	if raw, ok := d.Raw["batch_input"]; ok {
+		for _, f := range []string{"audience", "subject", "claims", "ttl"} {
+			if _, ok := d.Raw[f]; ok {
+				return badRequest(`invalid %q: with "batch_input", give it in each item instead`, f)
+			}
+		}
+		return b.issueBatch(ctx, req, name, raw)
+	}
+	p, err := issueParamsFrom(d)
+	if err != nil {
+		return badRequest("%s", err)
+	}
+	return b.issueOne(ctx, req, name, p)
+}
+
+// issueOne issues one token, and starts its refresh family if the role
+// has refresh_ttl.
+func (b *backend) issueOne(ctx context.Context, req *logical.Request, name string, p issueParams) (*logical.Response, error) {
+	resp, res, err := b.issueToken(ctx, req.Storage, name, p, req.EntityID)
+	if err != nil || resp.IsError() || res.role.RefreshTTL == 0 {
+		return resp, err
+	}
+	return b.startRefreshFamily(ctx, req.Storage, res, p, req.EntityID, resp)
+}
+
+// issueParamsFrom reads a request's (or a batch item's) fields.
+func issueParamsFrom(d *framework.FieldData) (issueParams, error) {
 	var p issueParams
 	if v, ok := d.GetOk("ttl"); ok {
 		if p.TTL = time.Duration(v.(int)) * time.Second; p.TTL <= 0 {
-			return badRequest(`invalid "ttl": must be positive`)
+			return p, fmt.Errorf(`invalid "ttl": must be positive`)
 		}
 	}
 	if v, ok := d.GetOk("subject"); ok {
@@ -87,12 +136,7 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	if v, ok := d.GetOk("claims"); ok {
 		p.Claims = v.(map[string]any)
 	}
-	name := d.Get("role").(string)
-	resp, res, err := b.issueToken(ctx, req.Storage, name, p, req.EntityID)
-	if err != nil || resp.IsError() || res.role.RefreshTTL == 0 {
-		return resp, err
-	}
-	return b.startRefreshFamily(ctx, req.Storage, res, p, req.EntityID, resp)
+	return p, nil
 }
 
 // issueParams is what a caller asks of issue; zero fields take the role's

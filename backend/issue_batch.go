@@ -1,0 +1,179 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// maxBatchItems caps batch_input: a batch is one request holding one
+// worker pool, and its response must fit comfortably in memory and on the
+// wire (1,000 tokens of a few hundred bytes each).
+const maxBatchItems = 1000
+
+// issueBatch issues one token per item of batch_input, signing in parallel
+// on every core: one Vault request, one plugin RPC, many signatures. Each
+// item is checked like a single request; a refused item gets an error and
+// the others are still issued.
+func (b *backend) issueBatch(ctx context.Context, req *logical.Request, name string, raw any) (*logical.Response, error) {
+	items, err := batchItems(raw)
+	if err != nil {
+		return badRequest(`invalid "batch_input": %s`, err)
+	}
+	r, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return b.respondErr(err, "issue: reading role failed", "role", name)
+	}
+	if r == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+	}
+
+	results := make([]map[string]any, len(items))
+	var (
+		next     atomic.Int64
+		readOnly atomic.Bool
+		wg       sync.WaitGroup
+	)
+	for range min(runtime.GOMAXPROCS(0), len(items)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(items) || readOnly.Load() {
+					return
+				}
+				res, err := b.issueItem(ctx, req, name, items[i])
+				if errors.Is(err, logical.ErrReadOnly) {
+					readOnly.Store(true)
+					return
+				}
+				results[i] = res
+			}
+		})
+	}
+	wg.Wait()
+	if readOnly.Load() {
+		// A role with refresh_ttl writes; on a standby the whole batch is
+		// forwarded to the active node.
+		return nil, logical.ErrReadOnly
+	}
+	out := make([]any, len(results))
+	for i, r := range results {
+		out[i] = r
+	}
+	return &logical.Response{Data: map[string]any{"batch_results": out}}, nil
+}
+
+// batchItems checks batch_input's shape: a list of objects, or a JSON
+// array of them in a string (as the vault CLI sends batch_input=@file).
+func batchItems(raw any) ([]map[string]any, error) {
+	if s, ok := raw.(string); ok {
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		var v []any
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("must be a list of objects (or a JSON array of them): %v", err)
+		}
+		raw = v
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("must be a list of objects, not %s", jsonKind(raw))
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("must not be empty")
+	}
+	if len(list) > maxBatchItems {
+		return nil, fmt.Errorf("%d items, more than the limit of %d", len(list), maxBatchItems)
+	}
+	items := make([]map[string]any, len(list))
+	for i, v := range list {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("item %d must be an object, not %s", i, jsonKind(v))
+		}
+		items[i] = m
+	}
+	return items, nil
+}
+
+// batchItemFields are the fields an item may have.
+var batchItemFields = func() map[string]*framework.FieldSchema {
+	f := itemFields()
+	f["reference"] = &framework.FieldSchema{Type: framework.TypeString}
+	return f
+}()
+
+// issueItem issues the token of one batch item. Refusals and failures
+// become the item's "error"; only logical.ErrReadOnly is returned.
+func (b *backend) issueItem(ctx context.Context, req *logical.Request, name string, item map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	if ref, ok := item["reference"]; ok {
+		out["reference"] = ref
+	}
+	fail := func(msg string) (map[string]any, error) {
+		out["error"] = msg
+		return out, nil
+	}
+	var unknown []string
+	for k := range item {
+		if _, ok := batchItemFields[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fail(fmt.Sprintf("unknown fields %q: an item may have audience, subject, claims, ttl and reference", unknown))
+	}
+	if c, ok := item["claims"].(string); ok {
+		obj, err := parseJSONObject(c)
+		if err != nil {
+			return fail(fmt.Sprintf(`invalid "claims": %s`, err))
+		}
+		item = maps.Clone(item)
+		item["claims"] = obj
+	}
+	d := &framework.FieldData{Raw: item, Schema: batchItemFields}
+	if err := d.Validate(); err != nil {
+		return fail(err.Error())
+	}
+	if _, ok := d.GetOk("reference"); ok && !isString(item["reference"]) {
+		return fail(`invalid "reference": must be a string`)
+	}
+	p, err := issueParamsFrom(d)
+	if err != nil {
+		return fail(err.Error())
+	}
+	resp, err := b.issueOne(ctx, req, name, p)
+	switch {
+	case errors.Is(err, logical.ErrReadOnly):
+		return nil, err
+	case resp != nil && resp.IsError():
+		return fail(resp.Error().Error())
+	case err != nil:
+		var coded logical.HTTPCodedError
+		if errors.As(err, &coded) {
+			// KMS throttled or down, or a missing key: the message says which
+			// and holds nothing secret.
+			return fail(err.Error())
+		}
+		// Logged by respondErr, with details the caller does not get.
+		return fail("internal error; see the Vault server log")
+	}
+	for k, v := range resp.Data {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func isString(v any) bool { _, ok := v.(string); return ok }

@@ -1,0 +1,117 @@
+package backend
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// TestIssueBatch: each item is checked like a single request and gets its
+// own token or error, in order; refused items do not stop the others.
+func TestIssueBatch(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "allowed_subjects": "user-*", "allowed_claims": "scope", "max_ttl": "1h"})
+	items := []any{
+		map[string]any{"subject": "user-a", "reference": "a"},
+		map[string]any{"subject": "root", "reference": "bad-subject"},
+		map[string]any{"subject": "user-b", "claims": `{"scope":"read"}`, "ttl": "10m"},
+		map[string]any{"claims": map[string]any{"iss": "x"}},
+		map[string]any{"ttl": "2h"},
+		map[string]any{"sub": "user-c"},
+		map[string]any{"ttl": "soon"},
+		map[string]any{"claims": "[1]"},
+	}
+	before := tb.snapshot(t)
+	resp := tb.mustWrite(t, "issue/r", map[string]any{"batch_input": items})
+	results := resp.Data["batch_results"].([]any)
+	if len(results) != len(items) {
+		t.Fatalf("%d results for %d items", len(results), len(items))
+	}
+	want := []string{"", `matches none of role "r"'s allowed_subjects`, "", `"iss"`, `"ttl"`, `unknown fields ["sub"]`, "ttl", `invalid "claims"`}
+	jtis := map[string]bool{}
+	for i, r := range results {
+		m := r.(map[string]any)
+		if want[i] == "" {
+			tok, _ := m["token"].(string)
+			if tok == "" || m["error"] != nil {
+				t.Fatalf("item %d: %#v", i, m)
+			}
+			active, reason, claims := tb.verify(t, tok, "")
+			if !active {
+				t.Fatalf("item %d token: %s", i, reason)
+			}
+			jtis[claims["jti"].(string)] = true
+			if i == 2 && (claims["sub"] != "user-b" || claims["scope"] != "read") {
+				t.Fatalf("item 2 claims: %v", claims)
+			}
+			continue
+		}
+		if e, _ := m["error"].(string); !strings.Contains(e, want[i]) || m["token"] != nil {
+			t.Errorf("item %d: %#v, want an error containing %q", i, m, want[i])
+		}
+	}
+	if len(jtis) != 2 {
+		t.Fatalf("jtis %v", jtis)
+	}
+	if results[0].(map[string]any)["reference"] != "a" || results[1].(map[string]any)["reference"] != "bad-subject" {
+		t.Fatal("references not echoed")
+	}
+	if len(tb.snapshot(t)) != len(before) {
+		t.Fatal("a batch without refresh tokens wrote storage")
+	}
+
+	// 1,000 items: all issued, all distinct, in order.
+	many := make([]any, maxBatchItems)
+	for i := range many {
+		many[i] = map[string]any{"subject": fmt.Sprintf("user-%d", i)}
+	}
+	results = tb.mustWrite(t, "issue/r", map[string]any{"batch_input": many}).Data["batch_results"].([]any)
+	for i, r := range results {
+		_, _, claims := tb.verify(t, r.(map[string]any)["token"].(string), "")
+		if claims["sub"] != fmt.Sprintf("user-%d", i) {
+			t.Fatalf("result %d has sub %v", i, claims["sub"])
+		}
+	}
+
+	// The CLI sends batch_input=@file as a string.
+	results = tb.mustWrite(t, "issue/r", map[string]any{"batch_input": `[{"subject":"user-x"},{}]`}).Data["batch_results"].([]any)
+	if len(results) != 2 || results[0].(map[string]any)["token"] == nil {
+		t.Fatalf("string batch_input: %#v", results)
+	}
+
+	// Refresh roles start a family per item.
+	tb.mustWrite(t, "roles/rr", map[string]any{"key": "k", "refresh_ttl": "1h"})
+	results = tb.mustWrite(t, "issue/rr", map[string]any{"batch_input": []any{map[string]any{}, map[string]any{}}}).Data["batch_results"].([]any)
+	for _, r := range results {
+		tb.mustWrite(t, "refresh", map[string]any{"refresh_token": r.(map[string]any)["refresh_token"]})
+	}
+}
+
+func TestIssueBatchBadInput(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "allowed_subjects": "*"})
+	tooMany := make([]any, maxBatchItems+1)
+	for i := range tooMany {
+		tooMany[i] = map[string]any{}
+	}
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+		want []string
+	}{
+		{"empty", map[string]any{"batch_input": []any{}}, []string{`"batch_input"`, "empty"}},
+		{"too many", map[string]any{"batch_input": tooMany}, []string{`"batch_input"`, "1001 items"}},
+		{"not objects", map[string]any{"batch_input": []any{"a"}}, []string{`"batch_input"`, "item 0 must be an object"}},
+		{"bad JSON string", map[string]any{"batch_input": `[{`}, []string{`"batch_input"`}},
+		{"with a top-level subject", map[string]any{"batch_input": []any{map[string]any{}}, "subject": "x"}, []string{`"subject"`, "each item"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb.wantBadRequest(t, logical.UpdateOperation, "issue/r", tc.data, tc.want...)
+		})
+	}
+	tb.wantNotFound(t, logical.UpdateOperation, "issue/missing", map[string]any{"batch_input": []any{map[string]any{}}})
+}
