@@ -378,6 +378,13 @@ Returns a JWT signed by the current version of the role's key, with
 "iss", "iat", "nbf", "exp" and (unless the role turns it off) a random
 "jti" set by the engine. The caller may ask for an audience, a subject,
 extra claims and a ttl, each only as far as the role allows; anything else
-is refused with a 400 that names the field. Nothing is stored and no lease
-is created: a JWT cannot be revoked through Vault's lease system.
+is refused with a 400 that names the field. No lease is created (revoke
+tokens with jwt/revoke), and nothing is stored unless the role has
+refresh_ttl: then a refresh token family is stored and a refresh token is
+returned too (see jwt/refresh), and on a performance standby the request is
+forwarded to the active node.
+
+batch_input issues one token per item, each checked like a single request,
+signing on every core: each item gets its own result or error in
+batch_results, in order, and refused items do not stop the others.
 `

@@ -46,7 +46,7 @@ func pathRevoke(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathRevocationsRead,
-					Summary:  "Revoked jtis and subjects still in force, for verifiers that check tokens themselves.",
+					Summary:  "Revoked jtis, subjects and roles still in force, for verifiers that check tokens themselves.",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"jtis":     {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, jti, exp."},
 						"subjects": {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, sub, before: tokens of sub with iat before it are revoked."},
@@ -130,7 +130,9 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		if role == nil {
 			return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf(`role %q does not exist; revoke a role's tokens before deleting it`, roleName))
 		}
-		r.Role, r.RoleTag, r.Before, r.Expires = roleName, roleTag(roleName), now, now.Add(role.MaxTTL+verifyLeeway)
+		// A token issued up to not_before_skew after now has an iat at or
+		// before now, so it is covered too and may live that much longer.
+		r.Role, r.RoleTag, r.Before, r.Expires = roleName, roleTag(roleName), now, now.Add(role.MaxTTL+role.NotBeforeSkew+verifyLeeway)
 	default:
 		maxTTL, err := b.longestMaxTTL(ctx, req.Storage)
 		if err != nil {
@@ -138,7 +140,7 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		}
 		r.Subject, r.Before, r.Expires = subject, now, now.Add(maxTTL+verifyLeeway)
 	}
-	if r.Issuer == "" {
+	if r.Issuer == "" && roleName == "" {
 		return badRequest(`invalid "issuer": no issuer given and none configured in jwt/config`)
 	}
 
@@ -187,7 +189,9 @@ func (b *backend) ourTokenClaims(ctx context.Context, s logical.Storage, token s
 	return claims, "", nil
 }
 
-// longestMaxTTL is the longest token lifetime any role allows.
+// longestMaxTTL is the longest any role's token covered by a revocation
+// made now can live: max_ttl plus not_before_skew (a token issued within
+// the skew after the revocation has an iat before it).
 func (b *backend) longestMaxTTL(ctx context.Context, s logical.Storage) (time.Duration, error) {
 	names, err := s.List(ctx, rolePrefix)
 	if err != nil {
@@ -200,7 +204,7 @@ func (b *backend) longestMaxTTL(ctx context.Context, s logical.Storage) (time.Du
 			return 0, err
 		}
 		if r != nil {
-			longest = max(longest, r.MaxTTL)
+			longest = max(longest, r.MaxTTL+r.NotBeforeSkew)
 		}
 	}
 	return longest, nil

@@ -191,3 +191,21 @@ func TestRevokeByRole(t *testing.T) {
 	tb.wantNotFound(t, logical.UpdateOperation, "revoke", map[string]any{"role": "missing"})
 	tb.wantBadRequest(t, logical.UpdateOperation, "revoke", map[string]any{"role": "web", "subject": "x"}, "exactly one")
 }
+
+// TestRevokeCoversSkew: with not_before_skew, tokens issued within the skew
+// after a revocation have an iat before it and count as revoked, so the
+// entry lives that much longer; a role revocation needs no issuer.
+func TestRevokeCoversSkew(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "config", map[string]any{"issuer": ""})
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "issuer": "https://r.example", "max_ttl": "1h", "not_before_skew": "10m", "allowed_subjects": "*"})
+	d := tb.mustWrite(t, "revoke", map[string]any{"role": "r"}).Data
+	if d["expires_at"] != "2026-11-23T13:10:30Z" {
+		t.Fatalf("role revocation expires_at %v, want max_ttl + not_before_skew + 30s leeway", d["expires_at"])
+	}
+	d = tb.mustWrite(t, "revoke", map[string]any{"subject": "s", "issuer": "https://r.example"}).Data
+	if d["expires_at"] != "2026-11-23T13:10:30Z" {
+		t.Fatalf("subject revocation expires_at %v", d["expires_at"])
+	}
+}
