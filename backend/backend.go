@@ -41,6 +41,9 @@ type backend struct {
 	// newKMSAPI builds KMS clients; tests replace it.
 	newKMSAPI newKMSAPIFunc
 
+	// revMu serialises changes to revocation buckets.
+	revMu sync.Mutex
+
 	// refreshMu serialises refreshes, so two uses of one refresh token
 	// cannot both succeed.
 	refreshMu sync.Mutex
@@ -205,7 +208,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case strings.HasPrefix(key, rolePrefix):
 		b.dropRole(strings.TrimPrefix(key, rolePrefix))
 	case isRevocationKey(key):
-		b.dropRevocations()
+		b.invalidateRevocations(key)
 	}
 }
 

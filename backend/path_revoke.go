@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -43,6 +46,10 @@ func pathRevoke(b *backend) []*framework.Path {
 		{
 			Pattern:      "revocations",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "list", OperationSuffix: "revocations"},
+			Fields: map[string]*framework.FieldSchema{
+				"after": {Type: framework.TypeString, Description: `The "next" value of the previous page; empty for the first page.`},
+				"limit": {Type: framework.TypeInt, Default: defaultRevocationsPage, Description: "Entries per page, at least (whole storage buckets are returned); at most 100000."},
+			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathRevocationsRead,
@@ -51,11 +58,13 @@ func pathRevoke(b *backend) []*framework.Path {
 						"jtis":     {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, jti, exp."},
 						"subjects": {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, sub, before: tokens of sub with iat before it are revoked."},
 						"roles":    {Type: framework.TypeSlice, Required: true, Description: `Objects with role, role_tag, before: tokens whose jti starts with role_tag + "." and whose iat is at or before it are revoked.`},
+						"total":    {Type: framework.TypeMap, Required: true, Description: "Entries in force of each kind: jtis, subjects, roles."},
+						"next":     {Type: framework.TypeString, Description: `Present when there are more entries: pass it as "after" for the next page.`},
 					}}}},
 				},
 			},
 			HelpSynopsis:    "List revocations in force.",
-			HelpDescription: "Returns every revoked jti (with its iss and exp), every revoked subject (with its iss and the time before which its tokens are revoked) and every revoked role (with the tag its jtis start with), until tidy removes them after the tokens have expired.",
+			HelpDescription: "Returns revoked jtis (with their iss and exp), revoked subjects (with their iss and the time before which their tokens are revoked) and revoked roles (with the tag their jtis start with), until tidy removes them after the tokens have expired. Large lists come in pages of at least limit entries: pass each page's next as after until a page has no next.",
 		},
 		{
 			Pattern:      "tidy",
@@ -144,17 +153,15 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		return badRequest(`invalid "issuer": no issuer given and none configured in jwt/config`)
 	}
 
-	b.writeMu.Lock()
-	defer b.writeMu.Unlock()
-	kind, prefix, id := "jti", revokedJTIPrefix, r.JTI
+	kind := "jti"
 	switch {
 	case r.Subject != "":
-		kind, prefix, id = "subject", revokedSubPrefix, r.Subject
+		kind = "subject"
 	case r.Role != "":
-		kind, prefix, id = "role", revokedRolePrefix, r.RoleTag
+		kind = "role"
 		r.Issuer = "" // a role revocation covers every issuer the role used
 	}
-	if err := b.saveRevocation(ctx, req.Storage, prefix, id, r); err != nil {
+	if err := b.saveRevocation(ctx, req.Storage, r); err != nil {
 		return b.respondErr(err, "revoke: writing failed")
 	}
 	b.Logger().Info("revoked", "kind", kind, "issuer", r.Issuer, "role", r.Role)
@@ -210,25 +217,67 @@ func (b *backend) longestMaxTTL(ctx context.Context, s logical.Storage) (time.Du
 	return longest, nil
 }
 
-func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+// Pages of jwt/revocations.
+const (
+	defaultRevocationsPage = 10000
+	maxRevocationsPage     = 100000
+)
+
+func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	limit := d.Get("limit").(int)
+	if limit <= 0 || limit > maxRevocationsPage {
+		return badRequest(`invalid "limit" %d: must be between 1 and %d`, limit, maxRevocationsPage)
+	}
+	from, err := parseRevocationsCursor(d.Get("after").(string))
+	if err != nil {
+		return badRequest(`invalid "after": %s`, err)
+	}
 	idx, err := b.getRevocations(ctx, req.Storage)
 	if err != nil {
 		return b.respondErr(err, "reading revocations failed")
 	}
+	entries, next, err := b.revocationPage(ctx, req.Storage, idx, from, limit)
+	if err != nil {
+		return b.respondErr(err, "reading revocations failed")
+	}
 	jtis, subs, roles := []any{}, []any{}, []any{}
-	for _, r := range idx.jti {
-		jtis = append(jtis, map[string]any{"iss": r.Issuer, "jti": r.JTI, "exp": r.Expires.Add(-verifyLeeway).Unix()})
-	}
-	for _, r := range idx.sub {
-		subs = append(subs, map[string]any{"iss": r.Issuer, "sub": r.Subject, "before": r.Before.Unix()})
-	}
-	for _, r := range idx.role {
-		roles = append(roles, map[string]any{"role": r.Role, "role_tag": r.RoleTag, "before": r.Before.Unix()})
+	for _, r := range entries {
+		switch r.kind() {
+		case kindJTI:
+			jtis = append(jtis, map[string]any{"iss": r.Issuer, "jti": r.JTI, "exp": r.Expires.Add(-verifyLeeway).Unix()})
+		case kindSubject:
+			subs = append(subs, map[string]any{"iss": r.Issuer, "sub": r.Subject, "before": r.Before.Unix()})
+		case kindRole:
+			roles = append(roles, map[string]any{"role": r.Role, "role_tag": r.RoleTag, "before": r.Before.Unix()})
+		}
 	}
 	for _, l := range [][]any{jtis, subs, roles} {
 		sort.Slice(l, func(i, j int) bool { return fmt.Sprint(l[i]) < fmt.Sprint(l[j]) })
 	}
-	return &logical.Response{Data: map[string]any{"jtis": jtis, "subjects": subs, "roles": roles}}, nil
+	n := idx.size()
+	data := map[string]any{
+		"jtis": jtis, "subjects": subs, "roles": roles,
+		"total": map[string]any{"jtis": n[kindJTI], "subjects": n[kindSubject], "roles": n[kindRole]},
+	}
+	if next >= 0 {
+		data["next"] = fmt.Sprintf("%s/%03x", kindNames[next/revocationBuckets], next%revocationBuckets)
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+// parseRevocationsCursor turns a "next" value ("<kind>/<bucket>") back into
+// a position; "" is the start.
+func parseRevocationsCursor(c string) (int, error) {
+	if c == "" {
+		return 0, nil
+	}
+	kindName, bucketHex, ok := strings.Cut(c, "/")
+	kind := slices.Index(kindNames[:], kindName)
+	bucket, err := strconv.ParseUint(bucketHex, 16, 12)
+	if !ok || kind < 0 || err != nil || len(bucketHex) != 3 {
+		return 0, fmt.Errorf(`%q is not a "next" value from a previous page`, c)
+	}
+	return kind*revocationBuckets + int(bucket), nil
 }
 
 func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

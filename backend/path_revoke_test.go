@@ -105,11 +105,19 @@ func TestRevokeBySubjectAndJTI(t *testing.T) {
 		t.Fatal("user-c inactive")
 	}
 	r := &revocation{Issuer: "https://vault.test/v1/jwt", JTI: c["jti"].(string), Expires: tb.clock.Now().Add(time.Hour), RevokedAt: tb.clock.Now()}
-	entry, _ := logical.StorageEntryJSON(revokedJTIPrefix+revocationKey(r.Issuer, r.JTI), r)
-	if err := tb.storage.Put(t.Context(), entry); err != nil {
+	k := r.key()
+	rb, err := loadBucket(t.Context(), tb.storage, kindJTI, k.bucket())
+	if err != nil {
 		t.Fatal(err)
 	}
-	tb.Backend.InvalidateKey(t.Context(), revokedJTIPrefix+revocationKey(r.Issuer, r.JTI))
+	rb.Entries[k.hex()] = r
+	if err := saveBucket(t.Context(), tb.storage, kindJTI, k.bucket(), rb); err != nil {
+		t.Fatal(err)
+	}
+	if active, _, _ := tb.verify(t, c["token"].(string), ""); !active {
+		t.Fatal("a write the node was not told of changed its answer: the test proves nothing")
+	}
+	tb.Backend.InvalidateKey(t.Context(), bucketPath(kindJTI, k.bucket()))
 	if active, _, _ := tb.verify(t, c["token"].(string), ""); active {
 		t.Fatal("revocation from another node not seen after Invalidate")
 	}
@@ -208,4 +216,47 @@ func TestRevokeCoversSkew(t *testing.T) {
 	if d["expires_at"] != "2026-11-23T13:10:30Z" {
 		t.Fatalf("subject revocation expires_at %v", d["expires_at"])
 	}
+}
+
+// TestRevocationsPaging: a long list comes in pages of whole buckets; the
+// pages hold every entry once; a bad cursor or limit is a 400.
+func TestRevocationsPaging(t *testing.T) {
+	tb := getTestBackend(t)
+	fillRevocations(t, tb.storage, 5000, tb.clock.Now())
+	tb.dropRevocations()
+	seen := map[string]bool{}
+	after, pages := "", 0
+	for {
+		resp, err := tb.request(t, logical.ReadOperation, "revocations", map[string]any{"limit": 1000, "after": after})
+		if err != nil || resp.IsError() {
+			t.Fatal(err, resp.Error())
+		}
+		tb.validateSchema(t, logical.ReadOperation, "revocations", resp)
+		d := resp.Data
+		if pages == 0 && d["total"].(map[string]any)["jtis"] != 5000 {
+			t.Fatalf("total %v", d["total"])
+		}
+		jtis := d["jtis"].([]any)
+		for _, j := range jtis {
+			id := j.(map[string]any)["jti"].(string)
+			if seen[id] {
+				t.Fatalf("%s on two pages", id)
+			}
+			seen[id] = true
+		}
+		pages++
+		next, ok := d["next"].(string)
+		if !ok {
+			break
+		}
+		if len(jtis) < 1000 {
+			t.Fatalf("page %d has %d entries and a next", pages, len(jtis))
+		}
+		after = next
+	}
+	if len(seen) != 5000 || pages != 5 {
+		t.Fatalf("%d entries in %d pages", len(seen), pages)
+	}
+	tb.wantBadRequest(t, logical.ReadOperation, "revocations", map[string]any{"after": "jti/zzz"}, `"after"`)
+	tb.wantBadRequest(t, logical.ReadOperation, "revocations", map[string]any{"limit": 0}, `"limit"`)
 }

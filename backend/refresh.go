@@ -212,7 +212,7 @@ func (b *backend) revokeFamily(ctx context.Context, s logical.Storage, f *refres
 			continue
 		}
 		r := &revocation{Issuer: t.Issuer, JTI: t.JTI, Expires: t.Exp.Add(verifyLeeway), RevokedAt: now}
-		if err := b.saveRevocation(ctx, s, revokedJTIPrefix, t.JTI, r); err != nil {
+		if err := b.saveRevocation(ctx, s, r); err != nil {
 			return b.respondErr(err, "refresh: revoking family tokens failed", "role", f.Role)
 		}
 	}

@@ -6,24 +6,49 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// Revocations live in replicated storage, keyed by a hash of (iss, jti) or
-// (iss, sub) — never by the token string, since one set of claims has many
-// valid encodings — and are indexed in memory for O(1) checks in verify.
+// Revocations live in replicated storage, keyed by a hash of (iss, jti),
+// (iss, sub) or the role tag — never by the token string, since one set of
+// claims has many valid encodings — and are indexed in memory for O(1)
+// checks in verify.
+//
+// Entries are grouped into revocationBuckets buckets per kind by the first
+// 12 bits of their hash, one storage entry per bucket. A mount with a
+// million revoked tokens then loads 4,096 storage entries at start-up, not
+// a million (each a gRPC round trip from an external plugin, and a List too
+// large for one message), and a write rewrites one bucket of a few hundred
+// entries. Buckets that Vault invalidates (written on another node) are
+// reloaded alone.
 const (
 	revokedJTIPrefix  = "revoked/jti/"
 	revokedSubPrefix  = "revoked/sub/"
 	revokedRolePrefix = "revoked/role/"
+	revocationBuckets = 4096
 )
+
+// Revocation kinds, in the order revocations pages through them.
+type revocationKind int
+
+const (
+	kindJTI revocationKind = iota
+	kindSubject
+	kindRole
+	numKinds
+)
+
+var kindPrefixes = [numKinds]string{revokedJTIPrefix, revokedSubPrefix, revokedRolePrefix}
+var kindNames = [numKinds]string{"jti", "sub", "role"}
 
 // revocation is one stored entry.
 type revocation struct {
-	Issuer string `json:"iss"`
+	Issuer string `json:"iss,omitempty"`
 	// JTI, for a revoked token; Subject or Role (with its RoleTag), for
 	// every token of a subject or role issued at or before Before (to the
 	// second).
@@ -38,9 +63,47 @@ type revocation struct {
 	RevokedAt time.Time `json:"revoked_at"`
 }
 
-func revocationKey(iss, id string) string {
-	sum := sha256.Sum256([]byte(iss + "\x00" + id))
-	return hex.EncodeToString(sum[:])
+// kind and key say where r is stored.
+func (r *revocation) kind() revocationKind {
+	switch {
+	case r.Subject != "":
+		return kindSubject
+	case r.RoleTag != "":
+		return kindRole
+	}
+	return kindJTI
+}
+
+func (r *revocation) key() revKey {
+	switch r.kind() {
+	case kindSubject:
+		return newRevKey(r.Issuer, r.Subject)
+	case kindRole:
+		return newRevKey("", r.RoleTag)
+	}
+	return newRevKey(r.Issuer, r.JTI)
+}
+
+// revocationBucket is one stored bucket: entries by hex key.
+type revocationBucket struct {
+	Entries map[string]*revocation `json:"entries"`
+}
+
+// revKey is SHA-256 of "iss\x00id".
+type revKey [sha256.Size]byte
+
+func newRevKey(iss, id string) revKey { return sha256.Sum256([]byte(iss + "\x00" + id)) }
+
+func (k revKey) hex() string { return hex.EncodeToString(k[:]) }
+func (k revKey) bucket() int { return int(k[0])<<4 | int(k[1]>>4) }
+func (k revKey) short() [16]byte {
+	var s [16]byte
+	copy(s[:], k[:16])
+	return s
+}
+
+func bucketPath(kind revocationKind, bucket int) string {
+	return fmt.Sprintf("%s%03x", kindPrefixes[kind], bucket)
 }
 
 // roleTag is the prefix of the jti of every token a role issues, before a
@@ -59,58 +122,188 @@ func jtiRoleTag(jti string) string {
 	return ""
 }
 
-// revocationIndex is the in-memory copy of every entry.
+// revoked is an entry as indexed: 128 bits of its key map to this.
+type revoked struct {
+	revokedAt, before int64
+	// name is the subject or role, for the reason verify gives.
+	name string
+}
+
+// revocationIndex is the in-memory copy of every entry, by kind and
+// bucket.
 type revocationIndex struct {
-	jti map[string]*revocation
-	sub map[string]*revocation
-	// role is keyed by role tag.
-	role map[string]*revocation
+	mu      sync.RWMutex
+	buckets [numKinds][revocationBuckets]map[[16]byte]revoked
+	// minExpires is each bucket's earliest expiry (Unix seconds), 0 if
+	// empty, so tidy reads only buckets with something to remove.
+	minExpires [numKinds][revocationBuckets]int64
+	// stale buckets were written elsewhere and are reloaded on next use.
+	stale map[[2]int]bool
 }
 
-// maps pairs each storage prefix with its map.
-func (idx *revocationIndex) maps() map[string]map[string]*revocation {
-	return map[string]map[string]*revocation{revokedJTIPrefix: idx.jti, revokedSubPrefix: idx.sub, revokedRolePrefix: idx.role}
+// set replaces one bucket's entries with those of rb.
+func (idx *revocationIndex) set(kind revocationKind, bucket int, rb *revocationBucket) {
+	m := make(map[[16]byte]revoked, len(rb.Entries))
+	var minExp int64
+	for _, r := range rb.Entries {
+		e := revoked{revokedAt: r.RevokedAt.Unix(), before: r.Before.Unix(), name: r.Subject + r.Role}
+		if r.Before.IsZero() {
+			e.before = 0
+		}
+		m[r.key().short()] = e
+		if exp := r.Expires.Unix(); minExp == 0 || exp < minExp {
+			minExp = exp
+		}
+	}
+	if len(m) == 0 {
+		m = nil
+	}
+	idx.buckets[kind][bucket] = m
+	idx.minExpires[kind][bucket] = minExp
 }
 
-// getRevocations returns the index, loading it on first use.
+func (idx *revocationIndex) lookup(kind revocationKind, k revKey) (revoked, bool) {
+	idx.mu.RLock()
+	defer idx.mu.RUnlock()
+	e, ok := idx.buckets[kind][k.bucket()][k.short()]
+	return e, ok
+}
+
+// size is the number of indexed entries of each kind.
+func (idx *revocationIndex) size() [numKinds]int {
+	idx.mu.RLock()
+	defer idx.mu.RUnlock()
+	var n [numKinds]int
+	for kind := range numKinds {
+		for _, m := range idx.buckets[kind] {
+			n[kind] += len(m)
+		}
+	}
+	return n
+}
+
+func loadBucket(ctx context.Context, s logical.Storage, kind revocationKind, bucket int) (*revocationBucket, error) {
+	entry, err := s.Get(ctx, bucketPath(kind, bucket))
+	if err != nil {
+		return nil, fmt.Errorf("reading revocations: %w", err)
+	}
+	rb := &revocationBucket{Entries: map[string]*revocation{}}
+	if entry == nil {
+		return rb, nil
+	}
+	if err := entry.DecodeJSON(rb); err != nil {
+		return nil, fmt.Errorf("decoding revocations %s: %w", bucketPath(kind, bucket), err)
+	}
+	if rb.Entries == nil {
+		rb.Entries = map[string]*revocation{}
+	}
+	return rb, nil
+}
+
+func saveBucket(ctx context.Context, s logical.Storage, kind revocationKind, bucket int, rb *revocationBucket) error {
+	if len(rb.Entries) == 0 {
+		if err := s.Delete(ctx, bucketPath(kind, bucket)); err != nil {
+			return fmt.Errorf("deleting revocations: %w", err)
+		}
+		return nil
+	}
+	entry, err := logical.StorageEntryJSON(bucketPath(kind, bucket), rb)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing revocation: %w", err)
+	}
+	return nil
+}
+
+// getRevocations returns the index, loading it on first use and reloading
+// buckets Vault has invalidated since.
 func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revocationIndex, error) {
 	b.cacheMu.RLock()
 	idx := b.revocations
 	b.cacheMu.RUnlock()
 	if idx != nil {
-		return idx, nil
+		idx.mu.RLock()
+		fresh := len(idx.stale) == 0
+		idx.mu.RUnlock()
+		if fresh {
+			return idx, nil
+		}
+		return idx, b.reloadStale(ctx, s, idx)
 	}
+
 	b.cacheMu.Lock()
 	defer b.cacheMu.Unlock()
 	if b.revocations != nil {
 		return b.revocations, nil
 	}
-	idx = &revocationIndex{jti: map[string]*revocation{}, sub: map[string]*revocation{}, role: map[string]*revocation{}}
-	for prefix, m := range idx.maps() {
-		keys, err := s.List(ctx, prefix)
+	idx = &revocationIndex{stale: map[[2]int]bool{}}
+	for kind := range numKinds {
+		names, err := s.List(ctx, kindPrefixes[kind])
 		if err != nil {
 			return nil, fmt.Errorf("listing revocations: %w", err)
 		}
-		for _, k := range keys {
-			entry, err := s.Get(ctx, prefix+k)
-			if err != nil {
-				return nil, fmt.Errorf("reading revocation: %w", err)
-			}
-			if entry == nil {
+		for _, name := range names {
+			bucket, err := strconv.ParseUint(name, 16, 12)
+			if err != nil || len(name) != 3 {
+				b.Logger().Warn("ignoring an unknown revocation storage entry", "key", kindPrefixes[kind]+name)
 				continue
 			}
-			r := &revocation{}
-			if err := entry.DecodeJSON(r); err != nil {
-				return nil, fmt.Errorf("decoding revocation %s: %w", k, err)
+			rb, err := loadBucket(ctx, s, kind, int(bucket))
+			if err != nil {
+				return nil, err
 			}
-			if prefix == revokedRolePrefix {
-				k = r.RoleTag
-			}
-			m[k] = r
+			idx.set(kind, int(bucket), rb)
 		}
 	}
 	b.revocations = idx
 	return idx, nil
+}
+
+func (b *backend) reloadStale(ctx context.Context, s logical.Storage, idx *revocationIndex) error {
+	b.revMu.Lock()
+	defer b.revMu.Unlock()
+	idx.mu.RLock()
+	var stale [][2]int
+	for kb := range idx.stale {
+		stale = append(stale, kb)
+	}
+	idx.mu.RUnlock()
+	for _, kb := range stale {
+		rb, err := loadBucket(ctx, s, revocationKind(kb[0]), kb[1])
+		if err != nil {
+			return err
+		}
+		idx.mu.Lock()
+		idx.set(revocationKind(kb[0]), kb[1], rb)
+		delete(idx.stale, kb)
+		idx.mu.Unlock()
+	}
+	return nil
+}
+
+// invalidateRevocations marks the bucket at storage key stale.
+func (b *backend) invalidateRevocations(key string) {
+	b.cacheMu.RLock()
+	idx := b.revocations
+	b.cacheMu.RUnlock()
+	if idx == nil {
+		return
+	}
+	for kind := range numKinds {
+		name, ok := strings.CutPrefix(key, kindPrefixes[kind])
+		if !ok {
+			continue
+		}
+		bucket, err := strconv.ParseUint(name, 16, 12)
+		if err != nil || len(name) != 3 {
+			return
+		}
+		idx.mu.Lock()
+		idx.stale[[2]int{int(kind), int(bucket)}] = true
+		idx.mu.Unlock()
+	}
 }
 
 func (b *backend) dropRevocations() {
@@ -122,71 +315,126 @@ func (b *backend) dropRevocations() {
 // revokedReason says why claims are revoked, or "".
 func (idx *revocationIndex) revokedReason(claims map[string]any) string {
 	iss, _ := claims["iss"].(string)
-	if jti, _ := claims["jti"].(string); jti != "" {
-		if r := idx.jti[revocationKey(iss, jti)]; r != nil {
-			return fmt.Sprintf("token revoked at %s", r.RevokedAt.UTC().Format(time.RFC3339))
+	jti, _ := claims["jti"].(string)
+	if jti != "" {
+		if r, ok := idx.lookup(kindJTI, newRevKey(iss, jti)); ok {
+			return fmt.Sprintf("token revoked at %s", time.Unix(r.revokedAt, 0).UTC().Format(time.RFC3339))
 		}
 	}
 	// NumericDates have whole seconds, so a token of the same second as the
 	// revocation counts as before it; a token without iat cannot show it
 	// came after.
-	issuedBy := func(before time.Time) bool {
+	issuedBy := func(before int64) bool {
 		iat, err := numericDate(claims, "iat", false)
-		return err != nil || iat.IsZero() || !iat.After(before.Truncate(time.Second))
+		return err != nil || iat.IsZero() || iat.Unix() <= before
 	}
 	if sub, _ := claims["sub"].(string); sub != "" {
-		if r := idx.sub[revocationKey(iss, sub)]; r != nil && issuedBy(r.Before) {
-			return fmt.Sprintf("every token of subject %q issued at or before %s is revoked", sub, r.Before.UTC().Format(time.RFC3339))
+		if r, ok := idx.lookup(kindSubject, newRevKey(iss, sub)); ok && issuedBy(r.before) {
+			return fmt.Sprintf("every token of subject %q issued at or before %s is revoked", r.name, time.Unix(r.before, 0).UTC().Format(time.RFC3339))
 		}
 	}
-	if jti, _ := claims["jti"].(string); jti != "" {
-		if r := idx.role[jtiRoleTag(jti)]; r != nil && issuedBy(r.Before) {
-			return fmt.Sprintf("every token of role %q issued at or before %s is revoked", r.Role, r.Before.UTC().Format(time.RFC3339))
+	if tag := jtiRoleTag(jti); tag != "" {
+		if r, ok := idx.lookup(kindRole, newRevKey("", tag)); ok && issuedBy(r.before) {
+			return fmt.Sprintf("every token of role %q issued at or before %s is revoked", r.name, time.Unix(r.before, 0).UTC().Format(time.RFC3339))
 		}
 	}
 	return ""
 }
 
-// saveRevocation writes an entry and drops the index.
-func (b *backend) saveRevocation(ctx context.Context, s logical.Storage, prefix, id string, r *revocation) error {
-	entry, err := logical.StorageEntryJSON(prefix+revocationKey(r.Issuer, id), r)
+// saveRevocation adds r to its bucket in storage and in the index.
+func (b *backend) saveRevocation(ctx context.Context, s logical.Storage, r *revocation) error {
+	idx, err := b.getRevocations(ctx, s)
 	if err != nil {
 		return err
 	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("writing revocation: %w", err)
+	b.revMu.Lock()
+	defer b.revMu.Unlock()
+	kind, k := r.kind(), r.key()
+	rb, err := loadBucket(ctx, s, kind, k.bucket())
+	if err != nil {
+		return err
 	}
-	b.dropRevocations()
+	if old := rb.Entries[k.hex()]; old != nil && old.Expires.After(r.Expires) {
+		r.Expires = old.Expires // never shorten what an earlier revocation covers
+	}
+	rb.Entries[k.hex()] = r
+	if err := saveBucket(ctx, s, kind, k.bucket(), rb); err != nil {
+		return err
+	}
+	idx.mu.Lock()
+	idx.set(kind, k.bucket(), rb)
+	idx.mu.Unlock()
 	return nil
 }
 
 // tidyRevocations deletes entries whose tokens have all expired and
-// returns how many it deleted.
+// returns how many it deleted. It reads only buckets whose earliest
+// expiry has passed.
 func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, error) {
-	now := b.now()
 	idx, err := b.getRevocations(ctx, s)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for prefix, m := range idx.maps() {
-		for k, r := range m {
-			if now.Before(r.Expires) {
+	b.revMu.Lock()
+	defer b.revMu.Unlock()
+	now, n := b.now(), 0
+	for kind := range numKinds {
+		for bucket := range revocationBuckets {
+			idx.mu.RLock()
+			due := idx.minExpires[kind][bucket]
+			idx.mu.RUnlock()
+			if due == 0 || now.Unix() < due {
 				continue
 			}
-			if prefix == revokedRolePrefix {
-				k = revocationKey("", r.RoleTag)
+			rb, err := loadBucket(ctx, s, kind, bucket)
+			if err != nil {
+				return n, err
 			}
-			if err := s.Delete(ctx, prefix+k); err != nil {
-				return n, fmt.Errorf("deleting revocation: %w", err)
+			removed := 0
+			for key, r := range rb.Entries {
+				if !now.Before(r.Expires) {
+					delete(rb.Entries, key)
+					removed++
+				}
 			}
-			n++
+			if removed > 0 {
+				if err := saveBucket(ctx, s, kind, bucket, rb); err != nil {
+					return n, err
+				}
+			}
+			n += removed
+			idx.mu.Lock()
+			idx.set(kind, bucket, rb)
+			idx.mu.Unlock()
 		}
 	}
-	if n > 0 {
-		b.dropRevocations()
-	}
 	return n, nil
+}
+
+// revocationPage reads stored entries from position from (kind*buckets +
+// bucket) on, whole buckets at a time, until it has at least limit; next
+// is where the following page starts, or -1 at the end.
+func (b *backend) revocationPage(ctx context.Context, s logical.Storage, idx *revocationIndex, from, limit int) (entries []*revocation, next int, err error) {
+	for pos := from; pos < int(numKinds)*revocationBuckets; pos++ {
+		kind, bucket := revocationKind(pos/revocationBuckets), pos%revocationBuckets
+		idx.mu.RLock()
+		empty := idx.buckets[kind][bucket] == nil
+		idx.mu.RUnlock()
+		if empty {
+			continue
+		}
+		if len(entries) >= limit {
+			return entries, pos, nil
+		}
+		rb, err := loadBucket(ctx, s, kind, bucket)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, r := range rb.Entries {
+			entries = append(entries, r)
+		}
+	}
+	return entries, -1, nil
 }
 
 // isRevocationKey reports whether a storage key is a revocation entry.

@@ -1,0 +1,124 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The scale benchmarks (issue 6) check that issue and verify cost the same
+// with 10 or 10,000 roles and keys in the mount, and with no or a million
+// revocations; scripts/scale.sh runs them and docs/performance.md records
+// the figures.
+
+// fillRevocations stores n jti revocations straight into their buckets,
+// as a mount that has revoked n tokens holds them.
+func fillRevocations(t testing.TB, s logical.Storage, n int, now time.Time) {
+	t.Helper()
+	var buckets [revocationBuckets]*revocationBucket
+	for i := range n {
+		r := &revocation{Issuer: "https://vault.test/v1/jwt", JTI: fmt.Sprintf("AAAAAAAAAAA.%022d", i), Expires: now.Add(time.Hour), RevokedAt: now}
+		k := r.key()
+		if buckets[k.bucket()] == nil {
+			buckets[k.bucket()] = &revocationBucket{Entries: map[string]*revocation{}}
+		}
+		buckets[k.bucket()].Entries[k.hex()] = r
+	}
+	for i, rb := range buckets {
+		if rb == nil {
+			continue
+		}
+		if err := saveBucket(context.Background(), s, kindJTI, i, rb); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRevocations: verify and issue with 0 and 1,000,000 revoked
+// jtis, the index's memory per entry, and the time to load it (what a
+// node pays once, on its first verify after start-up).
+func BenchmarkRevocations(b *testing.B) {
+	for _, n := range []int{0, 1_000_000} {
+		tb := getTestBackend(b)
+		tb.mustWrite(b, "keys/k", map[string]any{"algorithm": "ES256"})
+		tb.mustWrite(b, "roles/r", map[string]any{"key": "k"})
+		fillRevocations(b, tb.storage, n, tb.clock.Now())
+		token := tb.mustWrite(b, "issue/r", nil).Data["token"].(string)
+
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		tb.dropRevocations()
+		idx, err := tb.getRevocations(context.Background(), tb.storage)
+		if err != nil {
+			b.Fatal(err)
+		}
+		load := time.Since(start)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := idx.size()[kindJTI]; got != n {
+			b.Fatalf("index has %d entries, want %d", got, n)
+		}
+
+		b.Run(fmt.Sprintf("load/entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+			}
+			b.ReportMetric(float64(load.Milliseconds()), "load-ms")
+			if n > 0 {
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "bytes/entry")
+			}
+		})
+		verifyReq := &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Storage: tb.storage}
+		b.Run(fmt.Sprintf("verify/entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				verifyReq.Data = map[string]any{"token": token}
+				resp, err := tb.HandleRequest(context.Background(), verifyReq)
+				if err != nil || resp.Data["active"] != true {
+					b.Fatal(err, resp)
+				}
+			}
+		})
+		issueReq := &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: tb.storage}
+		b.Run(fmt.Sprintf("issue/entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				issueReq.Data = nil
+				if resp, err := tb.HandleRequest(context.Background(), issueReq); err != nil || resp.IsError() {
+					b.Fatal(err, resp.Error())
+				}
+			}
+		})
+		runtime.KeepAlive(idx)
+	}
+}
+
+// BenchmarkRolesAndKeys: issue from one of n roles, each with its own key.
+func BenchmarkRolesAndKeys(b *testing.B) {
+	for _, n := range []int{10, 1_000, 10_000} {
+		tb := getTestBackend(b)
+		for i := range n {
+			tb.mustWrite(b, fmt.Sprintf("keys/k%d", i), map[string]any{"algorithm": "ES256"})
+			tb.mustWrite(b, fmt.Sprintf("roles/r%d", i), map[string]any{"key": fmt.Sprintf("k%d", i)})
+		}
+		paths := make([]string, n)
+		for i := range n {
+			paths[i] = fmt.Sprintf("issue/r%d", i)
+			tb.mustWrite(b, paths[i], nil) // warm the caches, as a running node has them
+		}
+		req := &logical.Request{Operation: logical.UpdateOperation, Storage: tb.storage}
+		b.Run(fmt.Sprintf("issue/roles=%d", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				req.Path, req.Data = paths[i%n], nil
+				i += 7919 // a prime: visit roles out of order
+				if resp, err := tb.HandleRequest(context.Background(), req); err != nil || resp.IsError() {
+					b.Fatal(err, resp.Error())
+				}
+			}
+		})
+	}
+}
