@@ -138,10 +138,16 @@ func newBackend(opts ...Option) *backend {
 
 // HandleRequest decodes JSON-object fields that arrive as strings (as the
 // vault CLI sends `claims='{"a":1}'`) before the framework sees them; see
-// decodeJSONFields.
+// decodeJSONFields. Issue requests, the hot path, skip the framework's
+// routing (see handleIssue); everything else goes through it.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if resp := decodeJSONFields(req); resp != nil {
 		return resp, logical.ErrInvalidRequest
+	}
+	if req.Operation == logical.UpdateOperation {
+		if name, ok := strings.CutPrefix(req.Path, "issue/"); ok && isGenericName(name) {
+			return b.handleIssue(ctx, req, name)
+		}
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }

@@ -23,7 +23,7 @@ var jsonObjectFields = map[string][]string{
 // naming the field when a value is not a JSON object or is too large, and
 // nil otherwise.
 func decodeJSONFields(req *logical.Request) *logical.Response {
-	if req.Operation != logical.CreateOperation && req.Operation != logical.UpdateOperation {
+	if len(req.Data) == 0 || req.Operation != logical.CreateOperation && req.Operation != logical.UpdateOperation {
 		return nil
 	}
 	for prefix, fields := range jsonObjectFields {

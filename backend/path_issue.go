@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -93,7 +94,65 @@ var issueResponseFields = map[string]*framework.FieldSchema{
 // key and config from the in-memory caches, so performance standbys serve it
 // and it costs little more than the signature.
 func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("role").(string)
+	return b.issueRequest(ctx, req, d.Get("role").(string), d)
+}
+
+// issuePathFields is the issue path's schema, for handleIssue.
+var issuePathFields = issueFields()
+
+// handleIssue does for issue/<name> what framework.Backend.HandleRequest
+// does for any path — field validation, and warnings for unknown fields
+// and for a "role" field the URL overrides — without matching the request
+// against every path's regular expression and building a copy of its
+// data: a third of the engine's own cost per token, measured with
+// BenchmarkIssueOverhead. TestIssueFastPath checks that both give the same
+// answers.
+func (b *backend) handleIssue(ctx context.Context, req *logical.Request, name string) (*logical.Response, error) {
+	var ignored []string
+	for k := range req.Data {
+		if issuePathFields[k] == nil {
+			ignored = append(ignored, k)
+		}
+	}
+	d := &framework.FieldData{Raw: req.Data, Schema: issuePathFields}
+	if len(req.Data) > 0 {
+		if err := d.Validate(); err != nil {
+			return logical.ErrorResponse(fmt.Sprintf("Field validation failed: %s", err.Error())), nil
+		}
+	}
+	resp, err := b.issueRequest(ctx, req, name, d)
+	if err != nil || resp == nil {
+		return resp, err
+	}
+	if len(ignored) != 0 {
+		sort.Strings(ignored)
+		resp.AddWarning(fmt.Sprintf("Endpoint ignored these unrecognized parameters: %v", ignored))
+	}
+	if req.Data["role"] != nil {
+		resp.AddWarning("Endpoint replaced the value of these parameters with the values captured from the endpoint's path: [role]")
+	}
+	return resp, nil
+}
+
+// isGenericName reports whether s matches framework.GenericNameRegex, as
+// the issue path's pattern requires of the role name.
+func isGenericName(s string) bool {
+	word := func(c byte) bool {
+		return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+	}
+	if s == "" || !word(s[0]) || !word(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if c := s[i]; !word(c) && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// issueRequest answers an issue request for role name.
+func (b *backend) issueRequest(ctx context.Context, req *logical.Request, name string, d *framework.FieldData) (*logical.Response, error) {
 	if raw, ok := d.Raw["batch_input"]; ok {
 		for _, f := range []string{"audience", "subject", "claims", "ttl"} {
 			if _, ok := d.Raw[f]; ok {
@@ -122,6 +181,9 @@ func (b *backend) issueOne(ctx context.Context, req *logical.Request, name strin
 // issueParamsFrom reads a request's (or a batch item's) fields.
 func issueParamsFrom(d *framework.FieldData) (issueParams, error) {
 	var p issueParams
+	if len(d.Raw) == 0 {
+		return p, nil
+	}
 	if v, ok := d.GetOk("ttl"); ok {
 		if p.TTL = time.Duration(v.(int)) * time.Second; p.TTL <= 0 {
 			return p, fmt.Errorf(`invalid "ttl": must be positive`)

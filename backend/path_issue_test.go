@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -329,5 +331,67 @@ func TestIssuedClaimsHaveNoDuplicateNames(t *testing.T) {
 		if got := fmt.Sprint(tok.claims[k]); got != v {
 			t.Errorf("claim %s = %q, want %q", k, got, v)
 		}
+	}
+}
+
+// TestIssueFastPath: handleIssue answers every issue request as the
+// framework's routing would: same status, errors, warnings and claims.
+func TestIssueFastPath(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "allowed_subjects": "user-*", "allowed_claims": "scope", "audiences": "a"})
+	tb.mustWrite(t, "roles/a.b-c_1", map[string]any{"key": "k"})
+	for _, tc := range []struct {
+		name, path string
+		data       map[string]any
+	}{
+		{"no data", "issue/r", nil},
+		{"fields", "issue/r", map[string]any{"subject": "user-a", "claims": map[string]any{"scope": "x"}, "ttl": "60"}},
+		{"refused subject", "issue/r", map[string]any{"subject": "root"}},
+		{"bad ttl type", "issue/r", map[string]any{"ttl": "soon"}},
+		{"unknown fields", "issue/r", map[string]any{"colour": "red", "size": 1}},
+		{"role in the body", "issue/r", map[string]any{"role": "other"}},
+		{"batch", "issue/r", map[string]any{"batch_input": []any{map[string]any{"subject": "user-b"}}}},
+		{"missing role", "issue/nope", nil},
+		{"dots and dashes", "issue/a.b-c_1", nil},
+		{"not a name", "issue/-r", nil},
+		{"nested", "issue/r/x", nil},
+		{"at sign", "issue/r@x", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(h func(context.Context, *logical.Request) (*logical.Response, error)) (*logical.Response, error) {
+				var data map[string]any
+				if tc.data != nil {
+					data = maps.Clone(tc.data)
+				}
+				return h(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: tc.path, Data: data, Storage: tb.storage})
+			}
+			fast, fastErr := run(tb.HandleRequest)
+			slow, slowErr := run(tb.Backend.HandleRequest)
+			if fmt.Sprint(fastErr) != fmt.Sprint(slowErr) || fast.IsError() != slow.IsError() {
+				t.Fatalf("fast: %v %v; framework: %v %v", fast, fastErr, slow, slowErr)
+			}
+			if fast == nil || slow == nil {
+				if fast != slow {
+					t.Fatalf("fast %v, framework %v", fast, slow)
+				}
+				return
+			}
+			if fast.IsError() && fast.Error().Error() != slow.Error().Error() {
+				t.Fatalf("errors differ: %q vs %q", fast.Error(), slow.Error())
+			}
+			if !slices.Equal(fast.Warnings, slow.Warnings) {
+				t.Fatalf("warnings differ: %q vs %q", fast.Warnings, slow.Warnings)
+			}
+			if tok, ok := fast.Data["token"].(string); ok {
+				other := slow.Data["token"].(string)
+				a, b := decodeSegment(t, strings.Split(tok, ".")[1]), decodeSegment(t, strings.Split(other, ".")[1])
+				for _, c := range []string{"iss", "sub", "aud", "scope", "exp"} {
+					if fmt.Sprint(a[c]) != fmt.Sprint(b[c]) {
+						t.Fatalf("claim %s: %v vs %v", c, a[c], b[c])
+					}
+				}
+			}
+		})
 	}
 }

@@ -110,13 +110,20 @@ func AlgorithmNames() []string {
 // Lookup returns the table entry for an "alg" value. Matching is exact and
 // case-sensitive, as JWS requires: "es256" and "none" are unknown.
 func Lookup(alg string) (Info, error) {
-	for _, in := range table {
-		if string(in.Alg) == alg {
-			return in, nil
-		}
+	if in, ok := byAlg[Algorithm(alg)]; ok {
+		return *in, nil
 	}
 	return Info{}, fmt.Errorf("%w %q: must be one of %s", ErrUnknownAlgorithm, alg, strings.Join(AlgorithmNames(), ", "))
 }
+
+// byAlg indexes table; issue looks algorithms up on every token.
+var byAlg = func() map[Algorithm]*Info {
+	m := make(map[Algorithm]*Info, len(table))
+	for i := range table {
+		m[table[i].Alg] = &table[i]
+	}
+	return m
+}()
 
 // Info returns the table entry for a. It panics for an algorithm not in the
 // table, which only a programming error can produce: values of Algorithm
