@@ -10,6 +10,7 @@
 #   make fuzz       every Fuzz* target for $(FUZZTIME)
 #   make test-e2e   end-to-end tests: real Vault, vault CLI, Node verifier
 #   make bench      issue-path vs raw-signature ratios (scripts/bench.sh)
+#   make load       load harness over HTTP: jwt vs transit, floor plugin, raw signing (scripts/load.sh; LOAD_ARGS=...)
 #
 # Only Go, Node/npm and Debian packages are needed; see .ci/run.
 
@@ -107,6 +108,11 @@ test: lint test-unit fuzz test-e2e
 ## bench: issue vs raw signature, as ratios (see docs/performance.md).
 bench:
 	scripts/bench.sh
+
+## load: the load harness against a throwaway dev Vault (see docs/performance.md).
+.PHONY: load
+load:
+	scripts/load.sh $(LOAD_ARGS)
 
 clean:
 	rm -rf bin .dev
