@@ -26,37 +26,39 @@ func TestIssueBatch(t *testing.T) {
 	}
 	before := tb.snapshot(t)
 	resp := tb.mustWrite(t, "issue/r", map[string]any{"batch_input": items})
-	results := resp.Data["batch_results"].([]any)
+	results := resp.Data["batch_results"].([]batchResult)
 	if len(results) != len(items) {
 		t.Fatalf("%d results for %d items", len(results), len(items))
 	}
 	want := []string{"", `matches none of role "r"'s allowed_subjects`, "", `"iss"`, `"ttl"`, `unknown fields ["sub"]`, "ttl", `invalid "claims"`}
 	jtis := map[string]bool{}
-	for i, r := range results {
-		m := r.(map[string]any)
+	for i, m := range results {
 		if want[i] == "" {
-			tok, _ := m["token"].(string)
-			if tok == "" || m["error"] != nil {
+			tok := m.Token
+			if tok == "" || m.Error != "" || m.ExpiresAt == "" {
 				t.Fatalf("item %d: %#v", i, m)
 			}
 			active, reason, claims := tb.verify(t, tok, "")
 			if !active {
 				t.Fatalf("item %d token: %s", i, reason)
 			}
-			jtis[claims["jti"].(string)] = true
+			if claims["jti"] != m.JTI {
+				t.Fatalf("item %d: jti %v, token's %v", i, m.JTI, claims["jti"])
+			}
+			jtis[m.JTI] = true
 			if i == 2 && (claims["sub"] != "user-b" || claims["scope"] != "read") {
 				t.Fatalf("item 2 claims: %v", claims)
 			}
 			continue
 		}
-		if e, _ := m["error"].(string); !strings.Contains(e, want[i]) || m["token"] != nil {
+		if !strings.Contains(m.Error, want[i]) || m.Token != "" {
 			t.Errorf("item %d: %#v, want an error containing %q", i, m, want[i])
 		}
 	}
 	if len(jtis) != 2 {
 		t.Fatalf("jtis %v", jtis)
 	}
-	if results[0].(map[string]any)["reference"] != "a" || results[1].(map[string]any)["reference"] != "bad-subject" {
+	if results[0].Reference != "a" || results[1].Reference != "bad-subject" {
 		t.Fatal("references not echoed")
 	}
 	if len(tb.snapshot(t)) != len(before) {
@@ -68,25 +70,25 @@ func TestIssueBatch(t *testing.T) {
 	for i := range many {
 		many[i] = map[string]any{"subject": fmt.Sprintf("user-%d", i)}
 	}
-	results = tb.mustWrite(t, "issue/r", map[string]any{"batch_input": many}).Data["batch_results"].([]any)
+	results = tb.mustWrite(t, "issue/r", map[string]any{"batch_input": many}).Data["batch_results"].([]batchResult)
 	for i, r := range results {
-		_, _, claims := tb.verify(t, r.(map[string]any)["token"].(string), "")
+		_, _, claims := tb.verify(t, r.Token, "")
 		if claims["sub"] != fmt.Sprintf("user-%d", i) {
 			t.Fatalf("result %d has sub %v", i, claims["sub"])
 		}
 	}
 
 	// The CLI sends batch_input=@file as a string.
-	results = tb.mustWrite(t, "issue/r", map[string]any{"batch_input": `[{"subject":"user-x"},{}]`}).Data["batch_results"].([]any)
-	if len(results) != 2 || results[0].(map[string]any)["token"] == nil {
+	results = tb.mustWrite(t, "issue/r", map[string]any{"batch_input": `[{"subject":"user-x"},{}]`}).Data["batch_results"].([]batchResult)
+	if len(results) != 2 || results[0].Token == "" {
 		t.Fatalf("string batch_input: %#v", results)
 	}
 
 	// Refresh roles start a family per item.
 	tb.mustWrite(t, "roles/rr", map[string]any{"key": "k", "refresh_ttl": "1h"})
-	results = tb.mustWrite(t, "issue/rr", map[string]any{"batch_input": []any{map[string]any{}, map[string]any{}}}).Data["batch_results"].([]any)
+	results = tb.mustWrite(t, "issue/rr", map[string]any{"batch_input": []any{map[string]any{}, map[string]any{}}}).Data["batch_results"].([]batchResult)
 	for _, r := range results {
-		tb.mustWrite(t, "refresh", map[string]any{"refresh_token": r.(map[string]any)["refresh_token"]})
+		tb.mustWrite(t, "refresh", map[string]any{"refresh_token": r.RefreshToken})
 	}
 }
 
