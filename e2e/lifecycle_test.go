@@ -42,6 +42,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("StagedRotation", func(t *testing.T) { lifecycleStagedRotation(t, tl) })
 	t.Run("Revocation", func(t *testing.T) { lifecycleRevocation(t, tl) })
 	t.Run("Refresh", func(t *testing.T) { lifecycleRefresh(t, tl) })
+	t.Run("RevokeVersion", func(t *testing.T) { lifecycleRevokeVersion(t, tl) })
 }
 
 const (
@@ -1153,4 +1154,47 @@ func lifecycleTime(t *testing.T, what string, v any) time.Time {
 		t.Fatalf("%s: %v", what, err)
 	}
 	return ts
+}
+
+// lifecycleRevokeVersion (acceptance 5 of issue 5): revoke-version takes a
+// compromised version out of the JWKS at once; jwt/verify and a fresh jose
+// verifier reject its tokens, and the current version's tokens still pass.
+func lifecycleRevokeVersion(t *testing.T, tl *tools) {
+	s := startDevServer(t, tl)
+	s.installPlugin(t)
+	s.vault(t, "write", mountPath+"/config", "jwks_max_age=40s") // as lifecycleCheckJWKS expects
+	s.vault(t, "write", mountPath+"/keys/k", "algorithm=ES256")
+	s.vault(t, "write", mountPath+"/roles/r", "key=k", "audiences="+e2eAudience, "subject=svc-rv", "ttl=5m")
+	o := verifyOpts{JWKSURL: s.jwksURL(), Issuer: s.issuer(), Audience: e2eAudience, Alg: "ES256"}
+
+	old := s.issue(t, "r")
+	s.vault(t, "write", mountPath+"/keys/k/rotate", "immediate=true")
+	cur := s.issue(t, "r")
+	if old.Kid == cur.Kid {
+		t.Fatal("immediate rotation did not change the signing kid")
+	}
+	lifecycleCheckJWKS(t, s, []string{old.Kid, cur.Kid})
+	tl.verifier.mustVerify(t, old.Token, o)
+
+	d := s.vaultJSON(t, "write", "-format=json", mountPath+"/keys/k/revoke-version", "version=1").Data
+	if _, still := d["versions"].(map[string]any)["1"]; still {
+		t.Fatalf("revoke-version: version 1 still listed: %v", d["versions"])
+	}
+	lifecycleCheckJWKS(t, s, []string{cur.Kid})
+	if active, reason := lifecycleVerify(t, s, old.Token); active || !strings.Contains(reason, "no published key version") {
+		t.Fatalf("jwt/verify of the revoked version's token: active=%v reason=%q", active, reason)
+	}
+	if msg := tl.verifier.mustReject(t, old.Token, o); msg == "" {
+		t.Fatal("jose accepted a token of the revoked version")
+	}
+	if active, reason := lifecycleVerify(t, s, cur.Token); !active {
+		t.Fatalf("the current version's token: %s", reason)
+	}
+	tl.verifier.mustVerify(t, cur.Token, o)
+
+	// The current version cannot be revoked: that would leave nothing to sign.
+	r := s.run(s.rootToken, "", "write", mountPath+"/keys/k/revoke-version", "version=2")
+	if r.Err == nil || cliErrorCode(r.Stderr) != 400 || !strings.Contains(r.Stderr, "current version") {
+		t.Fatalf("revoke-version of the current version: want a 400 naming it, got %v\n%s", r.Err, redact(r.Stderr))
+	}
 }
