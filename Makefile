@@ -10,6 +10,7 @@
 #   make fuzz       every Fuzz* target for $(FUZZTIME)
 #   make test-e2e   end-to-end tests: real Vault, vault CLI, Node verifier
 #   make bench      issue-path vs raw-signature ratios (scripts/bench.sh)
+#   make scale      issue/verify latency vs roles, keys and revocations (scripts/scale.sh)
 #   make load       load harness over HTTP: jwt vs transit, floor plugin, raw signing (scripts/load.sh; LOAD_ARGS=...)
 #
 # Only Go, Node/npm and Debian packages are needed; see .ci/run.
@@ -108,6 +109,11 @@ test: lint test-unit fuzz test-e2e
 ## bench: issue vs raw signature, as ratios (see docs/performance.md).
 bench:
 	scripts/bench.sh
+
+## scale: the scale figures of docs/performance.md.
+.PHONY: scale
+scale:
+	scripts/scale.sh
 
 ## load: the load harness against a throwaway dev Vault (see docs/performance.md).
 .PHONY: load
