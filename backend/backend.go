@@ -44,6 +44,9 @@ type backend struct {
 	// revMu serialises changes to revocation buckets.
 	revMu sync.Mutex
 
+	// families tracks refresh family expiries for tidy.
+	families familyExpiries
+
 	// refreshMu serialises refreshes, so two uses of one refresh token
 	// cannot both succeed.
 	refreshMu sync.Mutex
@@ -215,6 +218,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.dropRole(strings.TrimPrefix(key, rolePrefix))
 	case isRevocationKey(key):
 		b.invalidateRevocations(key)
+	case strings.HasPrefix(key, refreshPrefix):
+		b.invalidateFamily(strings.TrimPrefix(key, refreshPrefix))
 	}
 }
 

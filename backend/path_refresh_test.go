@@ -182,3 +182,43 @@ func TestRefreshRace(t *testing.T) {
 		t.Fatalf("%d refreshes with one token succeeded, want 1", ok)
 	}
 }
+
+// TestTidyRefreshFamiliesReadsOnlyDue: after its first scan, tidy reads only
+// families whose expiry has passed or that another node changed, not every
+// family each minute.
+func TestTidyRefreshFamiliesReadsOnlyDue(t *testing.T) {
+	tb := refreshBackend(t)
+	for range 50 {
+		tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"})
+	}
+	cs := &countingStorage{Storage: tb.storage}
+	tidy := func() int {
+		t.Helper()
+		cs.reads.Store(0)
+		n, err := tb.tidyRefreshFamilies(t.Context(), cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := tidy(); n != 0 || cs.reads.Load() != 51 {
+		t.Fatalf("first tidy: removed %d, %d reads; want 0 and a full scan (a List and 50 reads)", n, cs.reads.Load())
+	}
+	if n := tidy(); n != 0 || cs.reads.Load() != 0 {
+		t.Fatalf("second tidy: removed %d, %d reads; want none", n, cs.reads.Load())
+	}
+	// One family refreshed here, one written by another node.
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-b"}).Data["refresh_token"].(string)
+	id, _, _ := strings.Cut(rt, ".")
+	tb.Backend.InvalidateKey(t.Context(), refreshPrefix+id)
+	if n := tidy(); n != 0 || cs.reads.Load() != 1 {
+		t.Fatalf("after an invalidation: removed %d, %d reads; want 1 read", n, cs.reads.Load())
+	}
+	tb.clock.Add(2 * time.Hour)
+	if n := tidy(); n != 51 || cs.reads.Load() != 51 {
+		t.Fatalf("after expiry: removed %d, %d reads; want 51 and 51", n, cs.reads.Load())
+	}
+	if n := tidy(); n != 0 || cs.reads.Load() != 0 {
+		t.Fatalf("after removal: removed %d, %d reads", n, cs.reads.Load())
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -96,7 +97,7 @@ func loadFamily(ctx context.Context, s logical.Storage, id string) (*refreshFami
 	return f, nil
 }
 
-func saveFamily(ctx context.Context, s logical.Storage, f *refreshFamily) error {
+func (b *backend) saveFamily(ctx context.Context, s logical.Storage, f *refreshFamily) error {
 	entry, err := logical.StorageEntryJSON(refreshPrefix+f.ID, f)
 	if err != nil {
 		return err
@@ -104,8 +105,31 @@ func saveFamily(ctx context.Context, s logical.Storage, f *refreshFamily) error 
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("writing refresh family: %w", err)
 	}
+	b.noteFamily(f.ID, f.Expires)
 	return nil
 }
+
+// familyExpiries lets tidy find expired refresh families without reading
+// every family from storage each time (one gRPC round trip each): after a
+// first full scan it knows every family's expiry, kept current by this
+// node's writes (the active node makes them all; standbys forward) and by
+// Invalidate, which marks a family written elsewhere for a re-read.
+type familyExpiries struct {
+	mu sync.Mutex
+	// exp is nil until the first scan; a zero time means "read it again".
+	exp map[string]time.Time
+}
+
+func (b *backend) noteFamily(id string, expires time.Time) {
+	b.families.mu.Lock()
+	defer b.families.mu.Unlock()
+	if b.families.exp != nil {
+		b.families.exp[id] = expires
+	}
+}
+
+// invalidateFamily marks a family changed by another node.
+func (b *backend) invalidateFamily(id string) { b.noteFamily(id, time.Time{}) }
 
 // addToken records the access token in resp, rotates the family's secret
 // and adds the new refresh token to resp.
@@ -138,7 +162,7 @@ func (b *backend) startRefreshFamily(ctx context.Context, s logical.Storage, res
 	if err := f.addToken(resp, res, now); err != nil {
 		return b.respondErr(err, "issue: starting refresh family failed", "role", f.Role)
 	}
-	if err := saveFamily(ctx, s, f); err != nil {
+	if err := b.saveFamily(ctx, s, f); err != nil {
 		return b.respondErr(err, "issue: storing refresh family failed", "role", f.Role)
 	}
 	return resp, nil
@@ -196,7 +220,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		return b.respondErr(err, "refresh: updating family failed", "role", f.Role)
 	}
 	f.Refreshes++
-	if err := saveFamily(ctx, s, f); err != nil {
+	if err := b.saveFamily(ctx, s, f); err != nil {
 		// Nothing was stored: the presented refresh token is still the
 		// latest, and the new one is not returned.
 		return b.respondErr(err, "refresh: storing family failed", "role", f.Role)
@@ -217,7 +241,7 @@ func (b *backend) revokeFamily(ctx context.Context, s logical.Storage, f *refres
 		}
 	}
 	f.RevokedAt = now
-	if err := saveFamily(ctx, s, f); err != nil {
+	if err := b.saveFamily(ctx, s, f); err != nil {
 		return b.respondErr(err, "refresh: revoking family failed", "role", f.Role)
 	}
 	b.Logger().Warn("refresh token reused: token family revoked", "role", f.Role, "family", hashSecret(f.ID)[:16], "access_tokens_revoked", len(f.Tokens), "refreshes", f.Refreshes)
@@ -225,19 +249,43 @@ func (b *backend) revokeFamily(ctx context.Context, s logical.Storage, f *refres
 }
 
 // tidyRefreshFamilies deletes families whose refresh token has expired and
-// returns how many it deleted.
+// returns how many it deleted. The first call reads every family; later
+// ones read only those whose known expiry has passed or that another node
+// changed.
 func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (int, error) {
-	ids, err := s.List(ctx, refreshPrefix)
-	if err != nil {
-		return 0, fmt.Errorf("listing refresh families: %w", err)
+	b.refreshMu.Lock()
+	defer b.refreshMu.Unlock()
+	now := b.now()
+
+	b.families.mu.Lock()
+	var due []string
+	scan := b.families.exp == nil
+	for id, exp := range b.families.exp {
+		if !now.Before(exp) {
+			due = append(due, id)
+		}
 	}
-	now, n := b.now(), 0
-	for _, id := range ids {
+	b.families.mu.Unlock()
+	if scan {
+		ids, err := s.List(ctx, refreshPrefix)
+		if err != nil {
+			return 0, fmt.Errorf("listing refresh families: %w", err)
+		}
+		due = ids
+	}
+
+	known := make(map[string]time.Time, len(due))
+	n := 0
+	for _, id := range due {
 		f, err := loadFamily(ctx, s, id)
 		if err != nil {
 			return n, err
 		}
-		if f == nil || now.Before(f.Expires) {
+		if f == nil {
+			continue
+		}
+		if now.Before(f.Expires) {
+			known[id] = f.Expires
 			continue
 		}
 		if err := s.Delete(ctx, refreshPrefix+id); err != nil {
@@ -245,5 +293,19 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 		}
 		n++
 	}
+
+	b.families.mu.Lock()
+	if scan {
+		b.families.exp = known
+	} else {
+		for _, id := range due {
+			if exp, ok := known[id]; ok {
+				b.families.exp[id] = exp
+			} else {
+				delete(b.families.exp, id)
+			}
+		}
+	}
+	b.families.mu.Unlock()
 	return n, nil
 }
