@@ -439,6 +439,18 @@ func (b *backend) dropKey(name string) {
 // version is published the JWKS max-age before it signs, so a verifier
 // that honours Cache-Control has it before its first token.
 func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name string) error {
+	// Decide from the cached key, kept current by writes and Invalidate,
+	// so that a run with nothing to do reads no storage: the periodic
+	// function runs every minute over every key.
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	e, err := b.getKey(ctx, s, name)
+	if err != nil || e == nil || !e.key.maintenanceDue(b.now(), cfg.jwksMaxAge()) {
+		return err
+	}
+
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
 
@@ -473,6 +485,21 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 		return nil
 	}
 	return b.saveKey(ctx, s, k)
+}
+
+// maintenanceDue reports whether maintainKey has work on k at now: a
+// retired version to remove, or the next version to stage.
+func (k *key) maintenanceDue(now time.Time, lead time.Duration) bool {
+	for _, v := range k.Versions {
+		if k.state(v, now) == stateRetired {
+			return true
+		}
+	}
+	if k.RotationPeriod == 0 || k.pending(now) != nil {
+		return false
+	}
+	due := k.current(now).activation().Add(k.RotationPeriod)
+	return !now.Before(due.Add(-lead))
 }
 
 // rotateKey adds a new version to k, signing from activatesAt, in memory

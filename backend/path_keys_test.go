@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -341,5 +342,35 @@ func (tb *testBackend) wantNotFound(t *testing.T, op logical.Operation, path str
 	resp, err := tb.request(t, op, path, data)
 	if code := httpStatus(op, path, resp, err); code != 404 {
 		t.Fatalf("%s %s: status %d (%v %v), want 404", op, path, httpStatus(op, path, resp, err), resp, err)
+	}
+}
+
+// TestPeriodicReadsLittle: the periodic function runs every minute over
+// every key; when nothing is due it reads no key from storage.
+func TestPeriodicReadsLittle(t *testing.T) {
+	tb := getTestBackend(t)
+	for i := range 20 {
+		tb.mustWrite(t, fmt.Sprintf("keys/k%d", i), map[string]any{"rotation_period": "24h"})
+	}
+	cs := &countingStorage{Storage: tb.storage}
+	run := func() int64 {
+		t.Helper()
+		cs.reads.Store(0)
+		if err := tb.periodic(context.Background(), &logical.Request{Storage: cs}); err != nil {
+			t.Fatal(err)
+		}
+		return cs.reads.Load()
+	}
+	run() // loads what is not cached yet
+	if n := run(); n > 4 {
+		t.Fatalf("a periodic run with nothing due made %d storage reads; want only its Lists", n)
+	}
+	// When rotation is due, it still happens.
+	tb.clock.Add(24 * time.Hour)
+	run()
+	for i := range 20 {
+		if v := tb.mustRead(t, fmt.Sprintf("keys/k%d", i)).Data["latest_version"]; v != 2 {
+			t.Fatalf("k%d not staged: latest_version %v", i, v)
+		}
 	}
 }
