@@ -44,6 +44,9 @@ type backend struct {
 	// revMu serialises changes to revocation buckets.
 	revMu sync.Mutex
 
+	// expiresAt formats issue responses' expires_at.
+	expiresAt rfc3339Cache
+
 	// families tracks refresh family expiries for tidy.
 	families familyExpiries
 

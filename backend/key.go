@@ -275,6 +275,9 @@ type keyEntry struct {
 	signers map[int]signer.Signer
 	// headers caches encoded JWS headers by version and typ.
 	headers sync.Map
+	// boxed holds each version's alg and kid as interface values, so the
+	// issue response does not allocate them anew for every token.
+	boxed map[int][2]any
 }
 
 type headerKey struct {
@@ -395,7 +398,7 @@ func (b *backend) newKeyEntry(ctx context.Context, s logical.Storage, k *key) (*
 	if err != nil {
 		return nil, err
 	}
-	e := &keyEntry{key: k, signers: make(map[int]signer.Signer, len(k.Versions))}
+	e := &keyEntry{key: k, signers: make(map[int]signer.Signer, len(k.Versions)), boxed: make(map[int][2]any, len(k.Versions))}
 	for _, v := range k.Versions {
 		sg, err := p.signer(ctx, s, k, v)
 		if err != nil {
@@ -406,6 +409,7 @@ func (b *backend) newKeyEntry(ctx context.Context, s logical.Storage, k *key) (*
 			return nil, fmt.Errorf("key %q version %d: private and public keys do not match", k.Name, v.Version)
 		}
 		e.signers[v.Version] = sg
+		e.boxed[v.Version] = [2]any{string(sg.Algorithm()), sg.KeyID()}
 	}
 	return e, nil
 }

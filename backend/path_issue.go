@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -175,7 +177,7 @@ func (b *backend) issueOne(ctx context.Context, req *logical.Request, name strin
 	if err != nil || resp.IsError() || res.role.RefreshTTL == 0 {
 		return resp, err
 	}
-	return b.startRefreshFamily(ctx, req.Storage, res, p, req.EntityID, resp)
+	return b.startRefreshFamily(ctx, req.Storage, &res, p, req.EntityID, resp)
 }
 
 // issueParamsFrom reads a request's (or a batch item's) fields.
@@ -220,21 +222,21 @@ type issueResult struct {
 // issueToken checks p against role name's policy and signs a token for
 // the identity entityID. It returns the response (an error response for a
 // refused request) and, on success, what it issued.
-func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string, p issueParams, entityID string) (*logical.Response, *issueResult, error) {
-	badRequest := func(format string, args ...any) (*logical.Response, *issueResult, error) {
+func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string, p issueParams, entityID string) (*logical.Response, issueResult, error) {
+	badRequest := func(format string, args ...any) (*logical.Response, issueResult, error) {
 		resp, err := badRequest(format, args...)
-		return resp, nil, err
+		return resp, issueResult{}, err
 	}
-	respondErr := func(err error, msg string, kv ...any) (*logical.Response, *issueResult, error) {
+	respondErr := func(err error, msg string, kv ...any) (*logical.Response, issueResult, error) {
 		resp, err := b.respondErr(err, msg, kv...)
-		return resp, nil, err
+		return resp, issueResult{}, err
 	}
 	r, err := b.getRole(ctx, s, name)
 	if err != nil {
 		return respondErr(err, "issue: reading role failed", "role", name)
 	}
 	if r == nil {
-		return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+		return nil, issueResult{}, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
 	}
 
 	if r.requireEntity() && entityID == "" {
@@ -390,15 +392,15 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 	if err != nil {
 		return respondErr(kmsError(fmt.Sprintf("signing with key %q", r.Key), err, false), "issue: signing failed", "role", name, "key", r.Key, "kid", sg.KeyID())
 	}
-	jti := claims.jti
+	boxed := k.boxed[version]
 	return &logical.Response{Data: map[string]any{
 		"token":      token,
-		"alg":        string(sg.Algorithm()),
-		"kid":        sg.KeyID(),
-		"jti":        jti,
-		"expires_at": exp.UTC().Format(time.RFC3339),
+		"alg":        boxed[0],
+		"kid":        boxed[1],
+		"jti":        claims.jti,
+		"expires_at": b.expiresAt.format(exp),
 		"expires_in": int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
-	}}, &issueResult{role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0)}, nil
+	}}, issueResult{role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0)}, nil
 }
 
 // maxTokenBytes caps an encoded token: most HTTP stacks refuse header
@@ -428,9 +430,36 @@ func matchAny(patterns []string, v string) bool {
 // newJTI returns the role's tag, a ".", and 128 random bits,
 // base64url-encoded.
 func newJTI(tag string) string {
-	var b [16]byte
-	rand.Read(b[:]) // never returns an error; crashes the program if the OS cannot provide randomness
-	return tag + "." + base64.RawURLEncoding.EncodeToString(b[:])
+	var r [16]byte
+	rand.Read(r[:]) // never returns an error; crashes the program if the OS cannot provide randomness
+	var enc [22]byte
+	base64.RawURLEncoding.Encode(enc[:], r[:])
+	var sb strings.Builder
+	sb.Grow(len(tag) + 1 + len(enc))
+	sb.WriteString(tag)
+	sb.WriteByte('.')
+	sb.Write(enc[:])
+	return sb.String()
+}
+
+// rfc3339Cache remembers the last expiry it formatted: tokens issued in
+// the same second with the same ttl share it, boxed once.
+type rfc3339Cache struct {
+	last atomic.Pointer[formattedTime]
+}
+
+type formattedTime struct {
+	unix  int64
+	boxed any
+}
+
+func (c *rfc3339Cache) format(t time.Time) any {
+	if f := c.last.Load(); f != nil && f.unix == t.Unix() {
+		return f.boxed
+	}
+	f := &formattedTime{unix: t.Unix(), boxed: t.UTC().Format(time.RFC3339)}
+	c.last.Store(f)
+	return f.boxed
 }
 
 const pathIssueHelpSyn = `Issue a signed JWT for a role.`

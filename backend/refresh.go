@@ -216,7 +216,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 	if res.role.RefreshTTL == 0 {
 		return badRequest(`invalid "refresh_token": role %q no longer issues refresh tokens (refresh_ttl is 0)`, f.Role)
 	}
-	if err := f.addToken(resp, res, now); err != nil {
+	if err := f.addToken(resp, &res, now); err != nil {
 		return b.respondErr(err, "refresh: updating family failed", "role", f.Role)
 	}
 	f.Refreshes++
