@@ -450,9 +450,11 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 	if err != nil {
 		return err
 	}
+	// A key whose signers cannot be built (an awskms key without a working
+	// config/aws, say) is still maintained, from storage.
 	e, err := b.getKey(ctx, s, name)
-	if err != nil || e == nil || !e.key.maintenanceDue(b.now(), cfg.jwksMaxAge()) {
-		return err
+	if err == nil && (e == nil || !e.key.maintenanceDue(b.now(), cfg.jwksMaxAge())) {
+		return nil
 	}
 
 	b.writeMu.Lock()

@@ -374,3 +374,28 @@ func TestPeriodicReadsLittle(t *testing.T) {
 		}
 	}
 }
+
+// TestPeriodicMaintainsUnloadableKey: a key whose signers cannot be built
+// is still pruned from storage by the periodic function.
+func TestPeriodicMaintainsUnloadableKey(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"verification_ttl": "1h"})
+	tb.mustWrite(t, "keys/k/rotate", map[string]any{"immediate": true})
+	k, _ := loadKey(t.Context(), tb.storage, "k")
+	k.Versions[1].PublicKey = k.Versions[0].PublicKey // version 2's private key no longer matches
+	entry, _ := logical.StorageEntryJSON(keyPrefix+"k", k)
+	if err := tb.storage.Put(t.Context(), entry); err != nil {
+		t.Fatal(err)
+	}
+	tb.dropKey("k")
+	if _, err := tb.getKey(t.Context(), tb.storage, "k"); err == nil {
+		t.Fatal("the corrupted key still loads: the test proves nothing")
+	}
+	tb.clock.Add(2 * time.Hour)
+	if err := tb.periodic(t.Context(), &logical.Request{Storage: tb.storage}); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := loadKey(t.Context(), tb.storage, "k"); len(k.Versions) != 1 || k.Versions[0].Version != 2 {
+		t.Fatalf("retired version 1 not pruned: %d versions", len(k.Versions))
+	}
+}
