@@ -152,6 +152,9 @@ func TestRefreshBadInput(t *testing.T) {
 		{"refresh_ttl below ttl", map[string]any{"key": "k", "ttl": "1h", "refresh_ttl": "10m"}, `"refresh_ttl"`},
 		{"refresh_ttl too long", map[string]any{"key": "k", "refresh_ttl": "2400h"}, `"refresh_ttl"`},
 		{"refresh without jti", map[string]any{"key": "k", "jti": false, "refresh_ttl": "1h"}, "jti=true"},
+		{"refresh_max_ttl without refresh_ttl", map[string]any{"key": "k", "refresh_max_ttl": "24h"}, `"refresh_max_ttl"`},
+		{"refresh_max_ttl below refresh_ttl", map[string]any{"key": "k", "refresh_ttl": "2h", "refresh_max_ttl": "1h"}, `"refresh_max_ttl"`},
+		{"refresh_max_ttl too long", map[string]any{"key": "k", "refresh_ttl": "1h", "refresh_max_ttl": "9000h"}, `"refresh_max_ttl"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tb.wantBadRequest(t, logical.UpdateOperation, "roles/bad", tc.data, tc.want)
@@ -221,4 +224,30 @@ func TestTidyRefreshFamiliesReadsOnlyDue(t *testing.T) {
 	if n := tidy(); n != 0 || cs.reads.Load() != 0 {
 		t.Fatalf("after removal: removed %d, %d reads", n, cs.reads.Load())
 	}
+}
+
+// TestRefreshMaxTTL: refresh_ttl is a family's idle lifetime,
+// refresh_max_ttl its absolute one, counted from the first issue.
+func TestRefreshMaxTTL(t *testing.T) {
+	tb := refreshBackend(t)
+	tb.mustWrite(t, "roles/r", map[string]any{"refresh_max_ttl": "2h"})
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	for _, at := range []string{"2026-11-23T13:50:00Z", "2026-11-23T14:00:00Z"} {
+		tb.clock.Add(50 * time.Minute)
+		d := tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data
+		if d["refresh_expires_at"] != at {
+			t.Fatalf("refresh_expires_at %v, want %s (idle 1h, capped at 2h after the first issue)", d["refresh_expires_at"], at)
+		}
+		rt = d["refresh_token"].(string)
+	}
+	tb.clock.Add(19 * time.Minute) // 13:59
+	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+	tb.clock.Add(time.Minute) // 14:00, two hours after the first issue
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "expired")
+
+	// Lowering refresh_max_ttl applies at the next refresh.
+	rt = tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	tb.clock.Add(40 * time.Minute)
+	tb.mustWrite(t, "roles/r", map[string]any{"refresh_max_ttl": "30m", "refresh_ttl": "30m"})
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "refresh_max_ttl")
 }

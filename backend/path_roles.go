@@ -115,6 +115,10 @@ func pathRoles(b *backend) *framework.Path {
 				Type:        framework.TypeInt,
 				Description: "Most audiences a caller may request; 0 means no limit.",
 			},
+			"refresh_max_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "If set, a refresh token family ends this long after its first issue, however often it is refreshed (an absolute lifetime; refresh_ttl is the idle one). Between refresh_ttl and 365 days; 0 (default) means no limit.",
+			},
 			"refresh_ttl": {
 				Type:        framework.TypeDurationSecond,
 				Description: "If set, issue also returns a refresh token valid this long, which jwt/refresh exchanges once for a new token and refresh token; reusing one revokes its whole family. At least ttl, at most 90 days; needs jti=true. 0 (default) turns refresh tokens off.",
@@ -179,6 +183,7 @@ var roleResponses = map[int][]framework.Response{
 			"claim_constraints": {Type: framework.TypeMap, Required: true},
 			"max_audiences":     {Type: framework.TypeInt, Required: true},
 			"refresh_ttl":       {Type: framework.TypeDurationSecond, Required: true},
+			"refresh_max_ttl":   {Type: framework.TypeDurationSecond, Required: true},
 		},
 	}},
 }
@@ -244,7 +249,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			*dst = v.([]string)
 		}
 	}
-	durations := map[string]*time.Duration{"ttl": &r.TTL, "max_ttl": &r.MaxTTL, "not_before_skew": &r.NotBeforeSkew, "refresh_ttl": &r.RefreshTTL}
+	durations := map[string]*time.Duration{"ttl": &r.TTL, "max_ttl": &r.MaxTTL, "not_before_skew": &r.NotBeforeSkew, "refresh_ttl": &r.RefreshTTL, "refresh_max_ttl": &r.RefreshMaxTTL}
 	for field, dst := range durations {
 		if v, ok := d.GetOk(field); ok {
 			*dst = time.Duration(v.(int)) * time.Second
@@ -321,6 +326,7 @@ func (r *role) responseData() map[string]any {
 		"claim_constraints": orEmpty(r.ClaimConstraints),
 		"max_audiences":     r.MaxAudiences,
 		"refresh_ttl":       int64(r.RefreshTTL.Seconds()),
+		"refresh_max_ttl":   int64(r.RefreshMaxTTL.Seconds()),
 	}
 }
 

@@ -26,8 +26,9 @@ import (
 // of the latest secret is stored.
 
 const (
-	refreshPrefix = "refresh/"
-	maxRefreshTTL = 90 * 24 * time.Hour
+	refreshPrefix    = "refresh/"
+	maxRefreshTTL    = 90 * 24 * time.Hour
+	maxRefreshMaxTTL = 365 * 24 * time.Hour
 )
 
 // refreshFamily is stored at refresh/<id>.
@@ -149,6 +150,10 @@ func (f *refreshFamily) addToken(resp *logical.Response, res *issueResult, now t
 	secret := newRandomID(32)
 	f.SecretHash = hashSecret(secret)
 	f.Expires = now.Add(res.role.RefreshTTL)
+	// The role's refresh_max_ttl, as it is now, caps the family's life.
+	if m := res.role.RefreshMaxTTL; m > 0 && f.CreatedAt.Add(m).Before(f.Expires) {
+		f.Expires = f.CreatedAt.Add(m)
+	}
 	resp.Data["refresh_token"] = f.ID + "." + secret
 	resp.Data["refresh_expires_at"] = f.Expires.UTC().Format(time.RFC3339)
 	return nil
@@ -183,13 +188,17 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		return b.respondErr(err, "refresh: reading family failed")
 	}
 	if f == nil || !now.Before(f.Expires) {
-		return badRequest(`invalid "refresh_token": unknown or expired; issue a new token`)
+		return badRequest(`invalid "refresh_token": unknown or expired (a family lives refresh_ttl after its last refresh, and at most the role's refresh_max_ttl after its first issue); issue a new token`)
 	}
 	if !f.RevokedAt.IsZero() {
 		return badRequest(`invalid "refresh_token": its token family was revoked at %s after a used refresh token was presented again; issue a new token`, f.RevokedAt.UTC().Format(time.RFC3339))
 	}
 	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(f.SecretHash)) != 1 {
 		return b.revokeFamily(ctx, s, f, now)
+	}
+	// A refresh_max_ttl lowered since the last refresh applies now.
+	if r, err := b.getRole(ctx, s, f.Role); err == nil && r != nil && r.RefreshMaxTTL > 0 && !now.Before(f.CreatedAt.Add(r.RefreshMaxTTL)) {
+		return badRequest(`invalid "refresh_token": its family reached role %q's refresh_max_ttl %s; issue a new token`, f.Role, r.RefreshMaxTTL)
 	}
 
 	// A revocation of the family's subject or role, or of its latest

@@ -65,6 +65,9 @@ type role struct {
 	// RefreshTTL, if set, makes issue also return a refresh token valid
 	// this long; each refresh returns a new one (see refresh.go).
 	RefreshTTL time.Duration `json:"refresh_ttl,omitempty"`
+	// RefreshMaxTTL, if set, caps a refresh family's whole life from its
+	// first issue, however often it is refreshed.
+	RefreshMaxTTL time.Duration `json:"refresh_max_ttl,omitempty"`
 
 	// tag prefixes the role's jtis, for revocation by role.
 	tag string
@@ -201,6 +204,9 @@ func (r *role) validate() error {
 		if !r.JTI {
 			return fmt.Errorf(`invalid "refresh_ttl": refresh tokens need jti=true, so that reuse can revoke the family's access tokens`)
 		}
+	}
+	if r.RefreshMaxTTL != 0 && (r.RefreshTTL == 0 || r.RefreshMaxTTL < r.RefreshTTL || r.RefreshMaxTTL > maxRefreshMaxTTL) {
+		return fmt.Errorf(`invalid "refresh_max_ttl" %s: must be 0 (no limit) or, with refresh_ttl set, between refresh_ttl %s and %s`, r.RefreshMaxTTL, r.RefreshTTL, maxRefreshMaxTTL)
 	}
 	for _, name := range r.AllowedClaims {
 		if slices.Contains(reservedClaims, name) {
