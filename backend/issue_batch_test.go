@@ -35,17 +35,14 @@ func TestIssueBatch(t *testing.T) {
 	for i, m := range results {
 		if want[i] == "" {
 			tok := m.Token
-			if tok == "" || m.Error != "" || m.ExpiresAt == "" {
+			if tok == "" || m.Error != "" {
 				t.Fatalf("item %d: %#v", i, m)
 			}
 			active, reason, claims := tb.verify(t, tok, "")
 			if !active {
 				t.Fatalf("item %d token: %s", i, reason)
 			}
-			if claims["jti"] != m.JTI {
-				t.Fatalf("item %d: jti %v, token's %v", i, m.JTI, claims["jti"])
-			}
-			jtis[m.JTI] = true
+			jtis[claims["jti"].(string)] = true
 			if i == 2 && (claims["sub"] != "user-b" || claims["scope"] != "read") {
 				t.Fatalf("item 2 claims: %v", claims)
 			}

@@ -87,7 +87,7 @@ var issueResponseFields = map[string]*framework.FieldSchema{
 	"jti":                {Type: framework.TypeString, Description: `The token's "jti" (the role's tag, ".", 128 random bits); empty when the role sets jti=false.`},
 	"expires_at":         {Type: framework.TypeString, Description: "Expiry time, RFC 3339."},
 	"expires_in":         {Type: framework.TypeInt64, Description: "Seconds until expiry."},
-	"batch_results":      {Type: framework.TypeSlice, Description: "For batch_input: one object per item, in order: token, jti, expires_at (and refresh_token, refresh_expires_at for refresh roles), its reference if it had one; or error."},
+	"batch_results":      {Type: framework.TypeSlice, Description: "For batch_input: one object per item, in order: token (and refresh_token, refresh_expires_at for refresh roles), its reference if it had one; or error."},
 	"refresh_token":      {Type: framework.TypeString, Description: "Only for roles with refresh_ttl: exchange it at jwt/refresh, once."},
 	"refresh_expires_at": {Type: framework.TypeString, Description: "Only with refresh_token: when it expires, RFC 3339."},
 }

@@ -60,8 +60,6 @@ func TestBatchIssue(t *testing.T) {
 					Results []struct {
 						Reference string `json:"reference"`
 						Token     string `json:"token"`
-						JTI       string `json:"jti"`
-						ExpiresAt string `json:"expires_at"`
 						Error     string `json:"error"`
 					} `json:"batch_results"`
 				} `json:"data"`
@@ -84,8 +82,8 @@ func TestBatchIssue(t *testing.T) {
 					}
 					continue
 				}
-				if r.Token == "" || r.Error != "" || r.JTI == "" || r.ExpiresAt == "" {
-					t.Fatalf("item %d: token %t, jti %q, expires_at %q, error %q", i, r.Token != "", r.JTI, r.ExpiresAt, r.Error)
+				if r.Token == "" || r.Error != "" {
+					t.Fatalf("item %d: token %t, error %q", i, r.Token != "", r.Error)
 				}
 				secrets.add(r.Token)
 				tokens = append(tokens, r.Token)
@@ -93,8 +91,8 @@ func TestBatchIssue(t *testing.T) {
 				// the verifier starts a Node process per token.
 				if i%4 == 0 {
 					p := tl.verifier.mustVerify(t, r.Token, o).Payload
-					if p["sub"] != fmt.Sprintf("user-%d", i) || p["jti"] != r.JTI {
-						t.Fatalf("item %d: sub %v, jti %v (result jti %s)", i, p["sub"], p["jti"], r.JTI)
+					if p["sub"] != fmt.Sprintf("user-%d", i) || p["jti"] == nil {
+						t.Fatalf("item %d: sub %v, jti %v", i, p["sub"], p["jti"])
 					}
 				}
 			}
