@@ -43,6 +43,13 @@ type backend struct {
 
 	// revMu serialises changes to revocation buckets.
 	revMu sync.Mutex
+	// revLoadMu serialises loading the revocation index; revInvalMu guards
+	// revLoading and revPending, the invalidations that arrive during a
+	// load.
+	revLoadMu  sync.Mutex
+	revInvalMu sync.Mutex
+	revLoading bool
+	revPending []string
 
 	// expiresAt formats issue responses' expires_at.
 	expiresAt rfc3339Cache

@@ -1,10 +1,12 @@
 package backend
 
 import (
+	"context"
 	"crypto/elliptic"
 	"encoding/base64"
 	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -259,4 +261,80 @@ func TestRevocationsPaging(t *testing.T) {
 	}
 	tb.wantBadRequest(t, logical.ReadOperation, "revocations", map[string]any{"after": "jti/zzz"}, `"after"`)
 	tb.wantBadRequest(t, logical.ReadOperation, "revocations", map[string]any{"limit": 0}, `"limit"`)
+}
+
+// gatedStorage holds reads of revocation buckets until released.
+type gatedStorage struct {
+	logical.Storage
+	gate    chan struct{}
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, "revoked/") {
+		g.once.Do(func() { close(g.entered) })
+		<-g.gate
+	}
+	return g.Storage.Get(ctx, key)
+}
+
+// TestRevocationLoadDoesNotBlockIssue: loading the revocation index (seconds
+// for a million entries) holds no lock that issue needs, and a bucket
+// invalidated during the load is reloaded afterwards.
+func TestRevocationLoadDoesNotBlockIssue(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "10m"})
+	tok := tb.mustWrite(t, "issue/r", nil).Data
+	fillRevocations(t, tb.storage, 100, tb.clock.Now())
+	tb.dropRevocations()
+
+	g := &gatedStorage{Storage: tb.storage, gate: make(chan struct{}), entered: make(chan struct{})}
+	inner := tb.storage
+	tb.storage = g
+	done := make(chan bool)
+	go func() {
+		resp, err := tb.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Data: map[string]any{"token": tok["token"]}, Storage: g})
+		done <- err == nil && resp.Data["active"] == false
+	}()
+	<-g.entered // the load is under way and stuck on storage
+
+	// Issue still works, promptly.
+	issued := make(chan error, 1)
+	go func() {
+		resp, err := tb.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: g})
+		if err == nil && resp.IsError() {
+			err = resp.Error()
+		}
+		issued <- err
+	}()
+	select {
+	case err := <-issued:
+		if err != nil {
+			t.Fatalf("issue during the index load: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		close(g.gate)
+		t.Fatal("issue waited for the revocation index load")
+	}
+	// Another node revokes the token meanwhile; Vault invalidates its bucket.
+	r := &revocation{Issuer: "https://vault.test/v1/jwt", JTI: tok["jti"].(string), Expires: tb.clock.Now().Add(time.Hour), RevokedAt: tb.clock.Now()}
+	k := r.key()
+	rb, _ := loadBucket(t.Context(), inner, kindJTI, k.bucket())
+	rb.Entries[k.hex()] = r
+	if err := saveBucket(t.Context(), inner, kindJTI, k.bucket(), rb); err != nil {
+		t.Fatal(err)
+	}
+	tb.Backend.InvalidateKey(t.Context(), bucketPath(kindJTI, k.bucket()))
+
+	close(g.gate)
+	if !<-done {
+		// The load may have read the bucket after the write; either way the
+		// answer must be "revoked".
+		t.Fatal("verify during the load did not report the token revoked")
+	}
+	if active, _, _ := tb.verify(t, tok["token"].(string), ""); active {
+		t.Fatal("a bucket invalidated during the index load was not reloaded")
+	}
 }

@@ -233,11 +233,25 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 		return idx, b.reloadStale(ctx, s, idx)
 	}
 
-	b.cacheMu.Lock()
-	defer b.cacheMu.Unlock()
-	if b.revocations != nil {
-		return b.revocations, nil
+	// Load without holding cacheMu: a million entries take seconds, and
+	// issue must not wait for them. Invalidations that arrive meanwhile are
+	// kept and applied as stale buckets once the index is in place.
+	b.revLoadMu.Lock()
+	defer b.revLoadMu.Unlock()
+	b.cacheMu.RLock()
+	idx = b.revocations
+	b.cacheMu.RUnlock()
+	if idx != nil {
+		return idx, nil
 	}
+	b.revInvalMu.Lock()
+	b.revLoading, b.revPending = true, nil
+	b.revInvalMu.Unlock()
+	defer func() {
+		b.revInvalMu.Lock()
+		b.revLoading, b.revPending = false, nil
+		b.revInvalMu.Unlock()
+	}()
 	idx = &revocationIndex{stale: map[[2]int]bool{}}
 	for kind := range numKinds {
 		names, err := s.List(ctx, kindPrefixes[kind])
@@ -257,8 +271,20 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 			idx.set(kind, int(bucket), rb)
 		}
 	}
+	b.revInvalMu.Lock()
+	pending := b.revPending
+	b.revLoading, b.revPending = false, nil
+	b.cacheMu.Lock()
 	b.revocations = idx
-	return idx, nil
+	b.cacheMu.Unlock()
+	b.revInvalMu.Unlock()
+	if len(pending) == 0 {
+		return idx, nil
+	}
+	for _, key := range pending {
+		b.invalidateRevocations(key)
+	}
+	return idx, b.reloadStale(ctx, s, idx)
 }
 
 func (b *backend) reloadStale(ctx context.Context, s logical.Storage, idx *revocationIndex) error {
@@ -285,12 +311,18 @@ func (b *backend) reloadStale(ctx context.Context, s logical.Storage, idx *revoc
 
 // invalidateRevocations marks the bucket at storage key stale.
 func (b *backend) invalidateRevocations(key string) {
+	b.revInvalMu.Lock()
 	b.cacheMu.RLock()
 	idx := b.revocations
 	b.cacheMu.RUnlock()
 	if idx == nil {
+		if b.revLoading {
+			b.revPending = append(b.revPending, key)
+		}
+		b.revInvalMu.Unlock()
 		return
 	}
+	b.revInvalMu.Unlock()
 	for kind := range numKinds {
 		name, ok := strings.CutPrefix(key, kindPrefixes[kind])
 		if !ok {
