@@ -54,8 +54,10 @@ type backend struct {
 	// expiresAt formats issue responses' expires_at.
 	expiresAt rfc3339Cache
 
-	// families tracks refresh family expiries for tidy.
+	// families tracks refresh family expiries for tidy; tidyMu serialises
+	// tidies.
 	families familyExpiries
+	tidyMu   sync.Mutex
 
 	// refreshMu serialises refreshes, so two uses of one refresh token
 	// cannot both succeed.

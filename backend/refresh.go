@@ -260,10 +260,11 @@ func (b *backend) revokeFamily(ctx context.Context, s logical.Storage, f *refres
 // tidyRefreshFamilies deletes families whose refresh token has expired and
 // returns how many it deleted. The first call reads every family; later
 // ones read only those whose known expiry has passed or that another node
-// changed.
+// changed. Reading holds no lock, so refreshes do not wait for a scan;
+// each deletion re-reads its family under refreshMu.
 func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (int, error) {
-	b.refreshMu.Lock()
-	defer b.refreshMu.Unlock()
+	b.tidyMu.Lock()
+	defer b.tidyMu.Unlock()
 	now := b.now()
 
 	b.families.mu.Lock()
@@ -286,25 +287,36 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 	known := make(map[string]time.Time, len(due))
 	n := 0
 	for _, id := range due {
-		f, err := loadFamily(ctx, s, id)
+		if scan {
+			// Learn the expiry without the lock; most families are live.
+			f, err := loadFamily(ctx, s, id)
+			if err != nil {
+				return n, err
+			}
+			if f == nil {
+				continue
+			}
+			if now.Before(f.Expires) {
+				known[id] = f.Expires
+				continue
+			}
+		}
+		deleted, expires, err := b.deleteFamilyIfExpired(ctx, s, id, now)
 		if err != nil {
 			return n, err
 		}
-		if f == nil {
-			continue
+		if deleted {
+			n++
+		} else if !expires.IsZero() {
+			known[id] = expires // refreshed since: still live
 		}
-		if now.Before(f.Expires) {
-			known[id] = f.Expires
-			continue
-		}
-		if err := s.Delete(ctx, refreshPrefix+id); err != nil {
-			return n, fmt.Errorf("deleting refresh family: %w", err)
-		}
-		n++
 	}
 
 	b.families.mu.Lock()
 	if scan {
+		// Families saved during the scan were not noted (the map was nil);
+		// what the scan read may be older than them, but a stale expiry
+		// only makes tidy read a family again.
 		b.families.exp = known
 	} else {
 		for _, id := range due {
@@ -317,4 +329,22 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 	}
 	b.families.mu.Unlock()
 	return n, nil
+}
+
+// deleteFamilyIfExpired reads family id under refreshMu and deletes it if
+// it has expired; otherwise it returns its expiry (zero if it is gone).
+func (b *backend) deleteFamilyIfExpired(ctx context.Context, s logical.Storage, id string, now time.Time) (deleted bool, expires time.Time, err error) {
+	b.refreshMu.Lock()
+	defer b.refreshMu.Unlock()
+	f, err := loadFamily(ctx, s, id)
+	if err != nil || f == nil {
+		return false, time.Time{}, err
+	}
+	if now.Before(f.Expires) {
+		return false, f.Expires, nil
+	}
+	if err := s.Delete(ctx, refreshPrefix+id); err != nil {
+		return false, time.Time{}, fmt.Errorf("deleting refresh family: %w", err)
+	}
+	return true, time.Time{}, nil
 }
