@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/scripts/load/internal/jwssign"
 )
 
 // target is one thing measured: op does one request (or one signature) and
@@ -262,28 +263,8 @@ func generateKey(alg string) (crypto.Signer, error) {
 	return k, nil
 }
 
-// signJWS signs msg as a JWS signer does (the floor plugin's sign).
-func signJWS(key crypto.Signer, msg []byte) ([]byte, error) {
-	switch k := key.(type) {
-	case *ecdsa.PrivateKey:
-		h := sha256.Sum256(msg)
-		r, s, err := ecdsa.Sign(rand.Reader, k, h[:])
-		if err != nil {
-			return nil, err
-		}
-		out := make([]byte, 64)
-		r.FillBytes(out[:32])
-		s.FillBytes(out[32:])
-		return out, nil
-	case ed25519.PrivateKey:
-		return ed25519.Sign(k, msg), nil
-	case *rsa.PrivateKey:
-		h := sha256.Sum256(msg)
-		return rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, h[:])
-	default:
-		return nil, fmt.Errorf("unsupported key type %T", key)
-	}
-}
+// signJWS signs msg as a JWS signer does (jwssign.Sign).
+func signJWS(key crypto.Signer, msg []byte) ([]byte, error) { return jwssign.Sign(key, msg) }
 
 // transitSigner makes JWTs with transit/sign/<key> the way a client of
 // transit must: it builds and encodes the header and claims, has transit

@@ -17,7 +17,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -28,6 +27,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/scripts/load/internal/jwssign"
 )
 
 func main() {
@@ -120,26 +121,5 @@ func (b *backend) pathSign(_ context.Context, _ *logical.Request, d *framework.F
 	return &logical.Response{Data: map[string]any{"signature": base64.RawURLEncoding.EncodeToString(sig)}}, nil
 }
 
-// sign signs msg as a JWS signer would: SHA-256 then ECDSA as fixed-width
-// R‖S, pure Ed25519 over msg, or RSA PKCS #1 v1.5 over SHA-256.
-func sign(key crypto.Signer, msg []byte) ([]byte, error) {
-	switch k := key.(type) {
-	case *ecdsa.PrivateKey:
-		h := sha256.Sum256(msg)
-		r, s, err := ecdsa.Sign(rand.Reader, k, h[:])
-		if err != nil {
-			return nil, err
-		}
-		out := make([]byte, 64)
-		r.FillBytes(out[:32])
-		s.FillBytes(out[32:])
-		return out, nil
-	case ed25519.PrivateKey:
-		return ed25519.Sign(k, msg), nil
-	case *rsa.PrivateKey:
-		h := sha256.Sum256(msg)
-		return rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, h[:])
-	default:
-		return nil, fmt.Errorf("unsupported key type %T", key)
-	}
-}
+// sign signs msg as a JWS signer does (jwssign.Sign).
+func sign(key crypto.Signer, msg []byte) ([]byte, error) { return jwssign.Sign(key, msg) }
