@@ -251,9 +251,22 @@ func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request,
 			roles = append(roles, map[string]any{"role": r.Role, "role_tag": r.RoleTag, "before": r.Before.Unix()})
 		}
 	}
-	for _, l := range [][]any{jtis, subs, roles} {
-		sort.Slice(l, func(i, j int) bool { return fmt.Sprint(l[i]) < fmt.Sprint(l[j]) })
+	// Sorted by the fields that identify each entry (a page holds up to
+	// 100,000 entries: no formatting inside the comparisons).
+	sortBy := func(l []any, fields ...string) {
+		sort.Slice(l, func(i, j int) bool {
+			a, b := l[i].(map[string]any), l[j].(map[string]any)
+			for _, f := range fields {
+				if x, y := a[f].(string), b[f].(string); x != y {
+					return x < y
+				}
+			}
+			return false
+		})
 	}
+	sortBy(jtis, "iss", "jti")
+	sortBy(subs, "iss", "sub")
+	sortBy(roles, "role")
 	n := idx.size()
 	data := map[string]any{
 		"jtis": jtis, "subjects": subs, "roles": roles,
