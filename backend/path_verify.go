@@ -66,33 +66,48 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 
 // verifyToken answers for one token; an error is an internal failure,
 // never a verdict on the token.
+// ourTokenClaims checks that token is a compact JWS signed by one of this
+// mount's published key versions with that key's algorithm, and returns
+// its header and claims; reason says why not. Times, issuer and
+// revocation are not checked. verify and revoke both start here.
+func (b *backend) ourTokenClaims(ctx context.Context, s logical.Storage, token string) (*signer.Parsed, map[string]any, string, error) {
+	p, err := signer.ParseCompact(token)
+	if err != nil {
+		return nil, nil, err.Error(), nil
+	}
+	if p.Kid == "" {
+		return nil, nil, `no "kid" header: this engine's tokens always name their key`, nil
+	}
+	e, v, err := b.keyVersionByKid(ctx, s, p.Kid)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if v == nil {
+		return nil, nil, fmt.Sprintf("no published key version has kid %q (unknown, deleted, or retired)", p.Kid), nil
+	}
+	if p.Alg != e.key.Algorithm {
+		return nil, nil, fmt.Sprintf("alg %s does not match the key's algorithm %s", p.Alg, e.key.Algorithm), nil
+	}
+	if err := signer.Verify(p.Alg, e.signers[v.Version].Public(), p.SigningInput, p.Signature); err != nil {
+		return nil, nil, err.Error(), nil
+	}
+	claims, err := signer.ParseClaims(p.Payload)
+	if err != nil {
+		return nil, nil, err.Error(), nil
+	}
+	return p, claims, "", nil
+}
+
 func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, audience string) (map[string]any, error) {
 	inactive := func(format string, args ...any) (map[string]any, error) {
 		return map[string]any{"active": false, "reason": fmt.Sprintf(format, args...)}, nil
 	}
-	p, err := signer.ParseCompact(token)
-	if err != nil {
-		return inactive("%v", err)
-	}
-	if p.Kid == "" {
-		return inactive(`no "kid" header: this engine's tokens always name their key`)
-	}
-	e, v, err := b.keyVersionByKid(ctx, s, p.Kid)
+	p, claims, reason, err := b.ourTokenClaims(ctx, s, token)
 	if err != nil {
 		return nil, err
 	}
-	if v == nil {
-		return inactive("no published key version has kid %q (unknown, deleted, or retired)", p.Kid)
-	}
-	if p.Alg != e.key.Algorithm {
-		return inactive("alg %s does not match the key's algorithm %s", p.Alg, e.key.Algorithm)
-	}
-	if err := signer.Verify(p.Alg, e.signers[v.Version].Public(), p.SigningInput, p.Signature); err != nil {
-		return inactive("%v", err)
-	}
-	claims, err := signer.ParseClaims(p.Payload)
-	if err != nil {
-		return inactive("%v", err)
+	if reason != "" {
+		return inactive("%s", reason)
 	}
 	now := b.now()
 	exp, err := numericDate(claims, "exp", true)
