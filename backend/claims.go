@@ -20,15 +20,14 @@ type tokenClaims struct {
 	extra map[string]any
 }
 
-// encode returns the JSON payload. Every name appears once: validation
+// appendJSON appends the JSON payload to buf. Every name appears once: validation
 // keeps the engine's reserved names, the role's pinned names and the
 // caller's names apart (validateClaims, role.validate and pathIssue), and
 // TestIssuedClaimsHaveNoDuplicateNames holds that.
 //
 // It writes JSON by hand rather than marshalling a map: issuing is the hot
 // path, and this keeps encoding to a small share of the signature's cost.
-func (c *tokenClaims) encode() ([]byte, error) {
-	buf := make([]byte, 0, 256+len(c.pinned))
+func (c *tokenClaims) appendJSON(buf []byte) ([]byte, error) {
 	buf = append(buf, `{"iss":`...)
 	buf = appendJSONString(buf, c.iss)
 	if c.sub != "" {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -163,7 +164,7 @@ func (b *backend) issueItem(ctx context.Context, req *logical.Request, name stri
 	if err != nil {
 		return fail(err.Error())
 	}
-	resp, err := b.issueOne(ctx, req, name, p)
+	res, resp, err := b.issueOne(ctx, req, name, p)
 	switch {
 	case errors.Is(err, logical.ErrReadOnly):
 		return out, err
@@ -179,9 +180,11 @@ func (b *backend) issueItem(ctx context.Context, req *logical.Request, name stri
 		// Logged by respondErr, with details the caller does not get.
 		return fail("internal error; see the Vault server log")
 	}
-	out.Token, _ = resp.Data["token"].(string)
-	out.RefreshToken, _ = resp.Data["refresh_token"].(string)
-	out.RefreshExpiresAt, _ = resp.Data["refresh_expires_at"].(string)
+	out.Token = res.token
+	if res.refreshToken != "" {
+		out.RefreshToken = res.refreshToken
+		out.RefreshExpiresAt = res.refreshExpires.UTC().Format(time.RFC3339)
+	}
 	return out, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -167,17 +168,24 @@ func (b *backend) issueRequest(ctx context.Context, req *logical.Request, name s
 	if err != nil {
 		return badRequest("%s", err)
 	}
-	return b.issueOne(ctx, req, name, p)
+	res, resp, err := b.issueOne(ctx, req, name, p)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	return res.response(&b.expiresAt), nil
 }
 
 // issueOne issues one token, and starts its refresh family if the role
 // has refresh_ttl.
-func (b *backend) issueOne(ctx context.Context, req *logical.Request, name string, p issueParams) (*logical.Response, error) {
-	resp, res, err := b.issueToken(ctx, req.Storage, name, p, req.EntityID)
-	if err != nil || resp.IsError() || res.role.RefreshTTL == 0 {
-		return resp, err
+// It returns what it issued, or the answer (a refusal) or error that
+// ends the request.
+func (b *backend) issueOne(ctx context.Context, req *logical.Request, name string, p issueParams) (issueResult, *logical.Response, error) {
+	res, resp, err := b.issueToken(ctx, req.Storage, name, p, req.EntityID)
+	if resp != nil || err != nil || res.role.RefreshTTL == 0 {
+		return res, resp, err
 	}
-	return b.startRefreshFamily(ctx, req.Storage, &res, p, req.EntityID, resp)
+	resp, err = b.startRefreshFamily(ctx, req.Storage, &res, p, req.EntityID)
+	return res, resp, err
 }
 
 // issueParamsFrom reads a request's (or a batch item's) fields.
@@ -212,31 +220,60 @@ type issueParams struct {
 	Claims   map[string]any `json:"claims,omitempty"`
 }
 
-// issueResult is what issueToken tells its callers beyond the response.
+// issueResult is a token issueToken signed, with what its callers need
+// to answer and to start or extend a refresh family.
 type issueResult struct {
 	role     *role
 	iss, sub string
 	iat      time.Time
+	exp      time.Time
+	// expiresIn is exp less the request's time truncated to the second.
+	expiresIn int64
+	token     string
+	jti       string
+	// alg and kid are the key version's, boxed once per version.
+	alg, kid any
+	// refreshToken and refreshExpires are set when a refresh family
+	// was started or extended with the token.
+	refreshToken   string
+	refreshExpires time.Time
+}
+
+// response is the answer to a single issue or refresh request.
+func (res *issueResult) response(expiresAt *rfc3339Cache) *logical.Response {
+	data := map[string]any{
+		"token":      res.token,
+		"alg":        res.alg,
+		"kid":        res.kid,
+		"jti":        res.jti,
+		"expires_at": expiresAt.format(res.exp),
+		"expires_in": res.expiresIn,
+	}
+	if res.refreshToken != "" {
+		data["refresh_token"] = res.refreshToken
+		data["refresh_expires_at"] = res.refreshExpires.UTC().Format(time.RFC3339)
+	}
+	return &logical.Response{Data: data}
 }
 
 // issueToken checks p against role name's policy and signs a token for
-// the identity entityID. It returns the response (an error response for a
-// refused request) and, on success, what it issued.
-func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string, p issueParams, entityID string) (*logical.Response, issueResult, error) {
-	badRequest := func(format string, args ...any) (*logical.Response, issueResult, error) {
+// the identity entityID. It returns what it issued, or the refusal (an
+// error response) or error that ends the request.
+func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string, p issueParams, entityID string) (issueResult, *logical.Response, error) {
+	badRequest := func(format string, args ...any) (issueResult, *logical.Response, error) {
 		resp, err := badRequest(format, args...)
-		return resp, issueResult{}, err
+		return issueResult{}, resp, err
 	}
-	respondErr := func(err error, msg string, kv ...any) (*logical.Response, issueResult, error) {
+	respondErr := func(err error, msg string, kv ...any) (issueResult, *logical.Response, error) {
 		resp, err := b.respondErr(err, msg, kv...)
-		return resp, issueResult{}, err
+		return issueResult{}, resp, err
 	}
 	r, err := b.getRole(ctx, s, name)
 	if err != nil {
 		return respondErr(err, "issue: reading role failed", "role", name)
 	}
 	if r == nil {
-		return nil, issueResult{}, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
+		return issueResult{}, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("role %q does not exist", name))
 	}
 
 	if r.requireEntity() && entityID == "" {
@@ -377,7 +414,10 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 	if r.JTI {
 		claims.jti = newJTI(r.tag)
 	}
-	payload, err := claims.encode()
+	pb := payloadPool.Get().(*[]byte)
+	defer putPayload(pb)
+	payload, err := claims.appendJSON((*pb)[:0])
+	*pb = payload[:0]
 	if err != nil {
 		return respondErr(err, "issue: encoding claims failed", "role", name)
 	}
@@ -393,14 +433,23 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 		return respondErr(kmsError(fmt.Sprintf("signing with key %q", r.Key), err, false), "issue: signing failed", "role", name, "key", r.Key, "kid", sg.KeyID())
 	}
 	boxed := k.boxed[version]
-	return &logical.Response{Data: map[string]any{
-		"token":      token,
-		"alg":        boxed[0],
-		"kid":        boxed[1],
-		"jti":        claims.jti,
-		"expires_at": b.expiresAt.format(exp),
-		"expires_in": int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
-	}}, issueResult{role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0)}, nil
+	return issueResult{
+		role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0), exp: exp,
+		expiresIn: int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
+		token:     token, jti: claims.jti, alg: boxed[0], kid: boxed[1],
+	}, nil, nil
+}
+
+// payloadPool holds the buffers issueToken encodes claims into; the token
+// is a copy, made by signer.SignCompact.
+var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// putPayload returns pb to payloadPool unless an outsized request grew it
+// past the token cap.
+func putPayload(pb *[]byte) {
+	if cap(*pb) <= 2*maxTokenBytes {
+		payloadPool.Put(pb)
+	}
 }
 
 // maxTokenBytes caps an encoded token: most HTTP stacks refuse header

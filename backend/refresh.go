@@ -134,18 +134,14 @@ func (b *backend) invalidateFamily(id string) { b.noteFamily(id, time.Time{}) }
 
 // addToken records the access token in resp, rotates the family's secret
 // and adds the new refresh token to resp.
-func (f *refreshFamily) addToken(resp *logical.Response, res *issueResult, now time.Time) error {
-	exp, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-	if err != nil {
-		return err
-	}
+func (f *refreshFamily) addToken(res *issueResult, now time.Time) {
 	live := f.Tokens[:0]
 	for _, t := range f.Tokens {
 		if now.Before(t.Exp.Add(verifyLeeway)) {
 			live = append(live, t)
 		}
 	}
-	f.Tokens = append(live, familyToken{JTI: resp.Data["jti"].(string), Issuer: res.iss, Exp: exp})
+	f.Tokens = append(live, familyToken{JTI: res.jti, Issuer: res.iss, Exp: res.exp})
 	f.Subject, f.LastIssuedAt = res.sub, res.iat
 	secret := newRandomID(32)
 	f.SecretHash = hashSecret(secret)
@@ -154,23 +150,20 @@ func (f *refreshFamily) addToken(resp *logical.Response, res *issueResult, now t
 	if m := res.role.RefreshMaxTTL; m > 0 && f.CreatedAt.Add(m).Before(f.Expires) {
 		f.Expires = f.CreatedAt.Add(m)
 	}
-	resp.Data["refresh_token"] = f.ID + "." + secret
-	resp.Data["refresh_expires_at"] = f.Expires.UTC().Format(time.RFC3339)
-	return nil
+	res.refreshToken = f.ID + "." + secret
+	res.refreshExpires = f.Expires
 }
 
-// startRefreshFamily stores a new family for the token in resp and adds
-// its refresh token to resp.
-func (b *backend) startRefreshFamily(ctx context.Context, s logical.Storage, res *issueResult, p issueParams, entityID string, resp *logical.Response) (*logical.Response, error) {
+// startRefreshFamily stores a new family for the token res and adds its
+// refresh token to res. A non-nil answer or error ends the request.
+func (b *backend) startRefreshFamily(ctx context.Context, s logical.Storage, res *issueResult, p issueParams, entityID string) (*logical.Response, error) {
 	now := b.now()
 	f := &refreshFamily{ID: newRandomID(16), Role: res.role.Name, Params: p, EntityID: entityID, CreatedAt: now}
-	if err := f.addToken(resp, res, now); err != nil {
-		return b.respondErr(err, "issue: starting refresh family failed", "role", f.Role)
-	}
+	f.addToken(res, now)
 	if err := b.saveFamily(ctx, s, f); err != nil {
 		return b.respondErr(err, "issue: storing refresh family failed", "role", f.Role)
 	}
-	return resp, nil
+	return nil, nil
 }
 
 // refresh exchanges refreshToken for a new access token and refresh token.
@@ -218,23 +211,21 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		}
 	}
 
-	resp, res, err := b.issueToken(ctx, s, f.Role, f.Params, f.EntityID)
-	if err != nil || resp.IsError() {
+	res, resp, err := b.issueToken(ctx, s, f.Role, f.Params, f.EntityID)
+	if resp != nil || err != nil {
 		return resp, err
 	}
 	if res.role.RefreshTTL == 0 {
 		return badRequest(`invalid "refresh_token": role %q no longer issues refresh tokens (refresh_ttl is 0)`, f.Role)
 	}
-	if err := f.addToken(resp, &res, now); err != nil {
-		return b.respondErr(err, "refresh: updating family failed", "role", f.Role)
-	}
+	f.addToken(&res, now)
 	f.Refreshes++
 	if err := b.saveFamily(ctx, s, f); err != nil {
 		// Nothing was stored: the presented refresh token is still the
 		// latest, and the new one is not returned.
 		return b.respondErr(err, "refresh: storing family failed", "role", f.Role)
 	}
-	return resp, nil
+	return res.response(&b.expiresAt), nil
 }
 
 // revokeFamily answers a refresh token that is not its family's latest:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 )
 
 // EncodeHeader returns the base64url-encoded protected header
@@ -25,21 +26,27 @@ func EncodeHeader(s Signer, typ string) (string, error) {
 // header.base64url(payload).base64url(signature), where header comes from
 // EncodeHeader for the same signer. payload must be the JSON claims.
 func SignCompact(ctx context.Context, s Signer, header string, payload []byte) (string, error) {
-	in := s.Algorithm().Info()
-	sigLen := in.SignatureSize
-	if sigLen == 0 {
-		sigLen = 512 // up to RSA-4096
-	}
-	n := len(header) + 1 + b64.EncodedLen(len(payload))
-	buf := make([]byte, n, n+1+b64.EncodedLen(sigLen))
-	copy(buf, header)
-	buf[len(header)] = '.'
-	b64.Encode(buf[len(header)+1:], payload)
-	sig, err := s.Sign(ctx, buf)
-	if err != nil {
-		return "", err
-	}
+	bp := inputPool.Get().(*[]byte)
+	buf := append((*bp)[:0], header...)
 	buf = append(buf, '.')
-	buf = b64.AppendEncode(buf, sig)
-	return string(buf), nil
+	buf = b64.AppendEncode(buf, payload)
+	sig, err := s.Sign(ctx, buf)
+	var token string
+	if err == nil {
+		buf = append(buf, '.')
+		buf = b64.AppendEncode(buf, sig)
+		token = string(buf)
+	}
+	if cap(buf) <= maxPooledInput {
+		*bp = buf[:0]
+		inputPool.Put(bp)
+	}
+	return token, err
 }
+
+// inputPool holds SignCompact's buffers. Signer.Sign does not keep its
+// input, so a buffer is reused once the token is copied out of it.
+var inputPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledInput keeps buffers of rare, very large tokens out of the pool.
+const maxPooledInput = 16 << 10

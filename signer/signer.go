@@ -25,6 +25,8 @@ type Signer interface {
 	// Sign returns the JWS signature of signingInput (the ASCII bytes
 	// "b64(header).b64(payload)") in JWS form: R‖S for ECDSA, the raw
 	// signature otherwise. Providers that make network calls honour ctx.
+	// Sign must not keep signingInput after it returns: callers reuse
+	// the buffer.
 	Sign(ctx context.Context, signingInput []byte) ([]byte, error)
 }
 
