@@ -153,5 +153,6 @@ kms_key_id="$("$workdir/load" create-kms-key -kmstest-url "$kms_url" -spec ECC_N
 vault write jwt/keys/load-kms-es256 provider=awskms kms_key_id="$kms_key_id" algorithm=ES256 >/dev/null
 vault write jwt/roles/load-kms-es256 key=load-kms-es256 "${role_args[@]}" >/dev/null
 
-log "running the harness: ${workdir#"$root"/}/load -addr $addr -kmstest-url $kms_url $*"
-VAULT_TOKEN=root "$workdir/load" -addr "$addr" -kmstest-url "$kms_url" "$@"
+vault_pid="$(<"$root/.dev/vault.pid")"
+log "running the harness: ${workdir#"$root"/}/load -addr $addr -kmstest-url $kms_url -vault-pid $vault_pid $*"
+VAULT_TOKEN=root "$workdir/load" -addr "$addr" -kmstest-url "$kms_url" -vault-pid "$vault_pid" "$@"

@@ -264,7 +264,7 @@ func TestRunTarget(t *testing.T) {
 		return 10, nil
 	}}
 	var out bytes.Buffer
-	st := runTarget(context.Background(), tg, 100*time.Millisecond, &progress{w: &out}, "test")
+	st := runTarget(context.Background(), tg, 100*time.Millisecond, &progress{w: &out}, "test", nil)
 	if st.requests == 0 || st.errors == 0 || st.units != 10*st.requests+5*st.errors {
 		t.Errorf("stats %+v: want requests and errors, units = 10 per request + 5 per failed one", st)
 	}

@@ -61,6 +61,7 @@ type config struct {
 	prefix       string
 	kmsRole      string
 	kmstestURL   string
+	vaultPID     int
 	groups       []string
 	algs         []string
 	batch        int
@@ -109,6 +110,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.prefix, "prefix", "load-", "prefix of the roles and transit keys, before the lower-cased alg")
 	fs.StringVar(&c.kmsRole, "kms-role", "load-kms-es256", "role with an awskms ES256 key (empty: no kms target)")
 	fs.StringVar(&c.kmstestURL, "kmstest-url", "", "kmstest `URL`, to report its latency and Sign calls (optional)")
+	fs.IntVar(&c.vaultPID, "vault-pid", 0, "`pid` of the Vault server: also report CPU time per token of Vault, its plugin processes and this harness, from /proc (0: not measured)")
 	targets := fs.String("targets", strings.Join(groups, ","), "comma-separated target `groups` to run")
 	algList := fs.String("algs", strings.Join(algs, ","), "comma-separated `algorithms`")
 	fs.IntVar(&c.batch, "batch", 100, "items per batch_input request (1-1000)")
@@ -143,6 +145,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-rounds %d: must be between 1 and 100", c.rounds)
 	case c.timeout < time.Second || c.timeout > 5*time.Minute:
 		return nil, fmt.Errorf("-timeout %s: must be between 1s and 5m", c.timeout)
+	case c.vaultPID < 0:
+		return nil, fmt.Errorf("-vault-pid %d: must be a pid, or 0", c.vaultPID)
 	}
 	if err := checkLoopbackURL(c.addr); err != nil {
 		return nil, fmt.Errorf("-addr: %w", err)
@@ -193,6 +197,13 @@ func run(ctx context.Context, args []string) error {
 		return errors.New("no targets: check -targets, -algs and -kms-role")
 	}
 	prog := newProgress(os.Stderr)
+	var meter *cpuMeter
+	if c.vaultPID != 0 {
+		meter = &cpuMeter{vaultPID: c.vaultPID, proc: "/proc"}
+		if _, err := meter.read(); err != nil {
+			return fmt.Errorf("-vault-pid: %w", err)
+		}
+	}
 
 	kms := newKMSReport(c.kmstestURL)
 	kms.before(ctx)
@@ -206,7 +217,7 @@ func run(ctx context.Context, args []string) error {
 	if c.warmup > 0 {
 		prog.note(fmt.Sprintf("warming up each target for %s", c.warmup))
 		for _, t := range targets {
-			st := runTarget(ctx, t, c.warmup, prog, "warmup")
+			st := runTarget(ctx, t, c.warmup, prog, "warmup", meter)
 			if ctx.Err() != nil {
 				return fmt.Errorf("interrupted: %w", ctx.Err())
 			}
@@ -224,7 +235,7 @@ func run(ctx context.Context, args []string) error {
 		off := r * len(targets) / c.rounds
 		for i := range targets {
 			t := targets[(off+i)%len(targets)]
-			st := runTarget(ctx, t, c.duration, prog, fmt.Sprintf("round %d/%d", r+1, c.rounds))
+			st := runTarget(ctx, t, c.duration, prog, fmt.Sprintf("round %d/%d", r+1, c.rounds), meter)
 			if ctx.Err() != nil {
 				return fmt.Errorf("interrupted: %w", ctx.Err())
 			}

@@ -9,9 +9,17 @@ import (
 )
 
 // printSummary writes the per-target table (Markdown): medians over rounds,
-// the range of throughput across rounds, and errors summed.
+// the range of throughput across rounds, and errors summed; with CPU time
+// measured, also the median CPU time per token or signature.
 func printSummary(w io.Writer, targets []*target, results map[string][]roundStats) {
-	rows := [][]string{{"target", "req/s", "tokens or sigs/s", "range over rounds", "p50 ms", "p99 ms", "errors"}}
+	withCPU := cpuMeasured(results)
+	head := []string{"target", "req/s", "tokens or sigs/s", "range over rounds", "p50 ms", "p99 ms", "errors"}
+	right := []bool{false, true, true, true, true, true, true}
+	if withCPU {
+		head = append(head, "CPU µs per token or sig")
+		right = append(right, true)
+	}
+	rows := [][]string{head}
 	var firstErrs []string
 	for _, t := range targets {
 		rs := results[t.id]
@@ -29,7 +37,7 @@ func printSummary(w io.Writer, targets []*target, results map[string][]roundStat
 		if first != "" {
 			firstErrs = append(firstErrs, t.label+": "+first)
 		}
-		rows = append(rows, []string{
+		row := []string{
 			t.label,
 			fmt.Sprintf("%.0f", median(collect(rs, roundStats.reqPerSec))),
 			fmt.Sprintf("%.0f %s", median(units), t.unit),
@@ -37,9 +45,13 @@ func printSummary(w io.Writer, targets []*target, results map[string][]roundStat
 			ms(median(collect(rs, func(s roundStats) float64 { return float64(s.p50) }))),
 			ms(median(collect(rs, func(s roundStats) float64 { return float64(s.p99) }))),
 			fmt.Sprint(errs),
-		})
+		}
+		if withCPU {
+			row = append(row, fmt.Sprintf("%.1f", median(collect(rs, roundStats.cpuPerUnit))))
+		}
+		rows = append(rows, row)
 	}
-	writeTable(w, rows, []bool{false, true, true, true, true, true, true})
+	writeTable(w, rows, right)
 	for _, e := range firstErrs {
 		fmt.Fprintf(w, "first error of %s\n", e)
 	}
@@ -49,18 +61,39 @@ type ratioDef struct {
 	name     string
 	num, den string // target groups
 	algs     []string
+	// byCPU divides the den target's CPU time per token by the num
+	// target's, instead of num's tokens per second by den's: above 1, num
+	// costs the machine less per token, as a throughput ratio above 1 says
+	// num makes more tokens per second.
+	byCPU bool
 }
 
-// ratioDefs are the comparisons the harness is for. Every one divides
-// tokens (or signatures) per second.
+// ratioDefs are the comparisons the harness is for. All but the byCPU ones
+// divide tokens (or signatures) per second.
 var ratioDefs = []ratioDef{
-	{"jwt issue ÷ floor plugin sign (the gRPC hop + a signature)", "jwt", "floor", algs},
-	{"jwt issue ÷ transit sign +client, single", "jwt", "transit", algs},
-	{"jwt batch ÷ transit batch +client (tokens/s)", "jwt-batch", "transit-batch", algs},
-	{"jwt batch ÷ raw sign, all cores (tokens/s ÷ sigs/s)", "jwt-batch", "raw", algs},
-	{"jwt batch ÷ jwt issue single (tokens/s)", "jwt-batch", "jwt", algs},
-	{"jwt issue single ÷ raw sign, all cores", "jwt", "raw", algs},
-	{"jwt issue awskms ÷ jwt issue local key", "kms", "jwt", []string{"ES256"}},
+	{"jwt issue ÷ floor plugin sign (the gRPC hop + a signature)", "jwt", "floor", algs, false},
+	{"jwt issue ÷ transit sign +client, single", "jwt", "transit", algs, false},
+	{"jwt batch ÷ transit batch +client (tokens/s)", "jwt-batch", "transit-batch", algs, false},
+	{"jwt batch ÷ raw sign, all cores (tokens/s ÷ sigs/s)", "jwt-batch", "raw", algs, false},
+	{"jwt batch ÷ jwt issue single (tokens/s)", "jwt-batch", "jwt", algs, false},
+	{"jwt issue single ÷ raw sign, all cores", "jwt", "raw", algs, false},
+	{"jwt issue awskms ÷ jwt issue local key", "kms", "jwt", []string{"ES256"}, false},
+	{"by CPU per token: jwt issue vs floor plugin sign (floor's ÷ jwt's)", "jwt", "floor", algs, true},
+	{"by CPU per token: jwt issue vs transit sign +client, single (transit's ÷ jwt's)", "jwt", "transit", algs, true},
+	{"by CPU per token: jwt batch vs transit batch +client (transit's ÷ jwt's)", "jwt-batch", "transit-batch", algs, true},
+	{"by CPU per token: jwt batch vs raw sign (raw's ÷ jwt's)", "jwt-batch", "raw", algs, true},
+}
+
+// cpuMeasured reports whether any round measured CPU time.
+func cpuMeasured(results map[string][]roundStats) bool {
+	for _, rs := range results {
+		for _, s := range rs {
+			if s.cpu > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // printRatios writes the ratio table (Markdown): per algorithm, the median
@@ -79,7 +112,11 @@ func printRatios(w io.Writer, results map[string][]roundStats, rounds int) {
 			}
 			var rs []float64
 			for r := range rounds {
-				if v := den[r].unitsPerSec(); v > 0 {
+				if d.byCPU {
+					if n, v := num[r].cpuPerUnit(), den[r].cpuPerUnit(); n > 0 && v > 0 {
+						rs = append(rs, v/n)
+					}
+				} else if v := den[r].unitsPerSec(); v > 0 {
 					rs = append(rs, num[r].unitsPerSec()/v)
 				}
 			}

@@ -19,10 +19,22 @@ type roundStats struct {
 	errors   int64 // requests that failed (a batch with a failed item counts once)
 	p50, p99 time.Duration
 	firstErr string
+	// cpu is the CPU time Vault, its plugins and the harness used during
+	// the run; 0 when not measured.
+	cpu time.Duration
 }
 
 func (s roundStats) reqPerSec() float64   { return float64(s.requests) / s.elapsed.Seconds() }
 func (s roundStats) unitsPerSec() float64 { return float64(s.units) / s.elapsed.Seconds() }
+
+// cpuPerUnit is the CPU time per token (or signature) in microseconds; 0
+// when not measured.
+func (s roundStats) cpuPerUnit() float64 {
+	if s.cpu <= 0 || s.units == 0 {
+		return 0
+	}
+	return float64(s.cpu.Microseconds()) / float64(s.units)
+}
 
 // counters are shared by a target's workers and read by the progress line.
 type counters struct {
@@ -42,14 +54,16 @@ func (c *counters) fail(err error) {
 
 // runTarget runs t's workers until d has passed; requests in flight then
 // finish (within the HTTP timeout) and count. Latency is measured per
-// successful request.
-func runTarget(ctx context.Context, t *target, d time.Duration, prog *progress, phase string) roundStats {
+// successful request. With a meter, the CPU time used during the run is
+// measured too; a meter that cannot read it is reported and disabled.
+func runTarget(ctx context.Context, t *target, d time.Duration, prog *progress, phase string, meter *cpuMeter) roundStats {
 	var (
 		cnt       counters
 		mu        sync.Mutex
 		latencies []time.Duration
 		wg        sync.WaitGroup
 	)
+	cpu0, cpuErr := meter.readIfOn()
 	start := time.Now()
 	deadline := start.Add(d)
 	stop := prog.start(phase, t, d, start, &cnt)
@@ -75,8 +89,18 @@ func runTarget(ctx context.Context, t *target, d time.Duration, prog *progress, 
 		})
 	}
 	wg.Wait()
+	elapsed := time.Since(start)
+	cpu1, err := meter.readIfOn()
+	if cpuErr == nil {
+		cpuErr = err
+	}
+	if cpuErr != nil {
+		prog.note(fmt.Sprintf("CPU time not measured from now on: %v", cpuErr))
+		meter.off()
+	}
 	st := roundStats{
-		elapsed:  time.Since(start),
+		elapsed:  elapsed,
+		cpu:      cpu1 - cpu0,
 		requests: cnt.requests.Load(),
 		units:    cnt.units.Load(),
 		errors:   cnt.errors.Load(),
