@@ -110,6 +110,16 @@ func TestTransitClientWork(t *testing.T) {
 			if err := ts.batchTarget(5).check(context.Background()); err != nil {
 				t.Errorf("batch: %v", err)
 			}
+			sigs, err := ts.sigsTarget(4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sigs.check(context.Background()); err != nil {
+				t.Errorf("signatures only: %v", err)
+			}
+			if n, err := sigs.op(context.Background()); n != 4 || err != nil {
+				t.Errorf("signatures only: op made %d signatures, %v; want 4", n, err)
+			}
 			toks, err := ts.signBatch(context.Background(), 3)
 			if err != nil || len(toks) != 3 {
 				t.Fatalf("signBatch: %d tokens, %v", len(toks), err)

@@ -8,7 +8,8 @@
 //   - Vault's built-in transit/sign/<key> for the same key types, plus the
 //     work a client does to make a JWT of it (header and claims with iat,
 //     exp and jti, base64url, the vault:v1: signature turned into JWS form),
-//     singly and with batch_input;
+//     singly and with batch_input; and transit's batch_input alone, the same
+//     signing inputs signed again with no JWT made (signatures per second);
 //   - the floor: scripts/load/floorplugin's sign path, one signature behind
 //     the same gRPC hop every external plugin pays;
 //   - raw crypto: the same signatures in this process on every core, the
@@ -47,7 +48,7 @@ import (
 )
 
 // groups are the kinds of target, in the order the tables list them.
-var groups = []string{"jwt", "jwt-batch", "kms", "transit", "transit-batch", "floor", "raw"}
+var groups = []string{"jwt", "jwt-batch", "kms", "transit", "transit-batch", "transit-batch-sigs", "floor", "raw"}
 
 // algs are the algorithms measured; the KMS target is ES256 only.
 var algs = []string{"ES256", "EdDSA", "RS256"}

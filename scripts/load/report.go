@@ -74,6 +74,7 @@ var ratioDefs = []ratioDef{
 	{"jwt issue ÷ floor plugin sign (the gRPC hop + a signature)", "jwt", "floor", algs, false},
 	{"jwt issue ÷ transit sign +client, single", "jwt", "transit", algs, false},
 	{"jwt batch ÷ transit batch +client (tokens/s)", "jwt-batch", "transit-batch", algs, false},
+	{"jwt batch ÷ transit batch, signatures only (tokens/s ÷ sigs/s)", "jwt-batch", "transit-batch-sigs", algs, false},
 	{"jwt batch ÷ raw sign, all cores (tokens/s ÷ sigs/s)", "jwt-batch", "raw", algs, false},
 	{"jwt batch ÷ jwt issue single (tokens/s)", "jwt-batch", "jwt", algs, false},
 	{"jwt issue single ÷ raw sign, all cores", "jwt", "raw", algs, false},
