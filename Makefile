@@ -77,19 +77,9 @@ lint:
 test-unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
-## fuzz: each Fuzz* target for $(FUZZTIME) (go test -fuzz takes one target at a time).
+## fuzz: each Fuzz* target for $(FUZZTIME) (scripts/fuzz.sh: one target at a time).
 fuzz:
-	@n=0; \
-	for pkg in $(UNIT_PKGS); do \
-		list="$$($(GO) test -list '^Fuzz' "$$pkg")"; \
-		targets="$$(grep '^Fuzz' <<<"$$list" || true)"; \
-		for target in $$targets; do \
-			echo "==> fuzz $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
-			n=$$((n + 1)); \
-		done; \
-	done; \
-	echo "fuzzed $$n target(s)"
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(UNIT_PKGS)
 
 ## verify-deps: the outside verifier's node_modules, exactly as locked.
 verify-deps:
