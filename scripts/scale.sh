@@ -6,12 +6,12 @@
 # the smallest size in the same round, so a noisy machine disturbs both
 # sides alike.
 #
-#   scripts/scale.sh              # 3 rounds, 3000 iterations per benchmark
-#   ROUNDS=5 ITERATIONS=5000 scripts/scale.sh
+#   scripts/scale.sh              # 5 rounds, 5000 iterations per benchmark (about a minute)
+#   ROUNDS=9 ITERATIONS=10000 scripts/scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${ROUNDS:-3}
-iterations=${ITERATIONS:-3000}
+rounds=${ROUNDS:-5}
+iterations=${ITERATIONS:-5000}
 bin=$(mktemp -d)/backend.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 go test -c -o "$bin" ./backend/
