@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -252,24 +253,9 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 		b.revLoading, b.revPending = false, nil
 		b.revInvalMu.Unlock()
 	}()
-	idx = &revocationIndex{stale: map[[2]int]bool{}}
-	for kind := range numKinds {
-		names, err := s.List(ctx, kindPrefixes[kind])
-		if err != nil {
-			return nil, fmt.Errorf("listing revocations: %w", err)
-		}
-		for _, name := range names {
-			bucket, err := strconv.ParseUint(name, 16, 12)
-			if err != nil || len(name) != 3 {
-				b.Logger().Warn("ignoring an unknown revocation storage entry", "key", kindPrefixes[kind]+name)
-				continue
-			}
-			rb, err := loadBucket(ctx, s, kind, int(bucket))
-			if err != nil {
-				return nil, err
-			}
-			idx.set(kind, int(bucket), rb)
-		}
+	idx, err := b.loadRevocations(ctx, s)
+	if err != nil {
+		return nil, err
 	}
 	b.revInvalMu.Lock()
 	pending := b.revPending
@@ -285,6 +271,63 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 		b.invalidateRevocations(key)
 	}
 	return idx, b.reloadStale(ctx, s, idx)
+}
+
+// revocationLoaders is how many buckets loadRevocations reads at once.
+// Each read is a gRPC round trip to Vault (about 0.4 ms on loopback), so
+// reading one at a time left a million entries taking 6 s to load through
+// a real Vault, three quarters of it waiting; decoding uses every core.
+const revocationLoaders = 8
+
+// loadRevocations reads every stored bucket into a new index, several at
+// a time. A failed read fails the load.
+func (b *backend) loadRevocations(ctx context.Context, s logical.Storage) (*revocationIndex, error) {
+	var jobs [][2]int
+	for kind := range numKinds {
+		names, err := s.List(ctx, kindPrefixes[kind])
+		if err != nil {
+			return nil, fmt.Errorf("listing revocations: %w", err)
+		}
+		for _, name := range names {
+			bucket, err := strconv.ParseUint(name, 16, 12)
+			if err != nil || len(name) != 3 {
+				b.Logger().Warn("ignoring an unknown revocation storage entry", "key", kindPrefixes[kind]+name)
+				continue
+			}
+			jobs = append(jobs, [2]int{int(kind), int(bucket)})
+		}
+	}
+	idx := &revocationIndex{stale: map[[2]int]bool{}}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(revocationLoaders, len(jobs)) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
+				}
+				kind, bucket := revocationKind(jobs[i][0]), jobs[i][1]
+				rb, err := loadBucket(ctx, s, kind, bucket)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				// Each job sets its own bucket's elements: no lock needed
+				// until the index is published.
+				idx.set(kind, bucket, rb)
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return idx, nil
 }
 
 func (b *backend) reloadStale(ctx context.Context, s logical.Storage, idx *revocationIndex) error {

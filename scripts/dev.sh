@@ -12,7 +12,8 @@
 #
 # Environment: PLUGIN_BIN (default bin/vault-plugin-secrets-jwt, built with
 # `make build` when missing), VERSION (default: what the plugin's -version
-# prints), VAULT_BIN (default: scripts/vault.sh), VAULT_DEV_PORT (8200).
+# prints), VAULT_BIN (default: scripts/vault.sh), VAULT_DEV_PORT (8200),
+# VAULT_DEV_RAW_STORAGE (1: enable sys/raw, for scripts/startup.sh).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -114,6 +115,11 @@ start() {
 		disable_mlock    = true
 		api_addr         = "$addr"
 	EOF
+	if [[ "${VAULT_DEV_RAW_STORAGE:-}" == 1 ]]; then
+		# For scripts/startup.sh only: sys/raw reads and writes storage
+		# under Vault's seal, bypassing every plugin.
+		echo 'raw_storage_endpoint = true' >>"$devdir/vault.hcl"
+	fi
 
 	log "starting vault server -dev on $addr (log: ${logfile#"$root"/})"
 	# HOME is .dev so the server does not touch ~/.vault-token.

@@ -27,6 +27,9 @@
 //	scripts/load.sh -duration 3s -rounds 3 -concurrency 8
 //	go run ./scripts/load -addr http://127.0.0.1:8298 -targets jwt,transit -algs ES256
 //
+// `load startup` (scripts/startup.sh) is a separate measurement: the first
+// jwt/verify after a plugin reload with a million stored revocations.
+//
 // It only talks to loopback addresses (checked when each connection is
 // dialled, proxies ignored, redirects refused), every loop is bounded in
 // time, and it never prints a token or signature. The Vault token comes
@@ -77,9 +80,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "create-kms-key" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "create-kms-key":
 		err = createKMSKey(ctx, os.Args[2:])
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "startup":
+		err = runStartup(ctx, os.Args[2:])
+	default:
 		err = run(ctx, os.Args[1:])
 	}
 	switch {
@@ -95,7 +101,8 @@ func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: load [flags]\n"+
-			"       load create-kms-key -kmstest-url URL [-spec ECC_NIST_P256]\n\n"+
+			"       load create-kms-key -kmstest-url URL [-spec ECC_NIST_P256]\n"+
+			"       load startup -vault-pid PID [-entries N] (see: load startup -h)\n\n"+
 			"Load-tests jwt/issue against transit/sign, the floor plugin and raw signing\n"+
 			"on a Vault at a loopback address (scripts/load.sh sets one up).\n"+
 			"Targets (-targets): %s. Names it expects, for alg in %s:\n"+

@@ -122,6 +122,10 @@ func (c *vaultClient) do(ctx context.Context, method, path string, body []byte, 
 	if len(b) > maxBody {
 		return fmt.Errorf("%s %s: answer larger than %d bytes", method, path, maxBody)
 	}
+	if resp.StatusCode == http.StatusNoContent && out == nil {
+		// A write with nothing to answer.
+		return nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Errors []string `json:"errors"`
