@@ -36,13 +36,23 @@ func (m *cpuMeter) read() (time.Duration, error) {
 	if _, ok := procs[m.vaultPID]; !ok {
 		return 0, fmt.Errorf("no process %d (the Vault server) in %s", m.vaultPID, m.proc)
 	}
+	var ticks int64
+	for _, pid := range descendants(procs, m.vaultPID, os.Getpid()) {
+		ticks += procs[pid].ticks
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// descendants returns roots and every process below them in procs, each
+// once, parents before children.
+func descendants(procs map[int]procStat, roots ...int) []int {
 	children := map[int][]int{}
 	for pid, p := range procs {
 		children[p.ppid] = append(children[p.ppid], pid)
 	}
-	var ticks int64
+	var out []int
 	seen := map[int]bool{}
-	queue := []int{m.vaultPID, os.Getpid()}
+	queue := roots
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
@@ -50,10 +60,10 @@ func (m *cpuMeter) read() (time.Duration, error) {
 			continue
 		}
 		seen[pid] = true
-		ticks += procs[pid].ticks
+		out = append(out, pid)
 		queue = append(queue, children[pid]...)
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return out
 }
 
 // readIfOn is read, or 0 for a nil or disabled meter.

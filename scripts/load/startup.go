@@ -299,22 +299,9 @@ func childByExe(pid int, name string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	queue := []int{pid}
-	seen := map[int]bool{}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
+	for _, p := range descendants(procs, pid) {
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && filepath.Base(exe) == name {
 			return p, nil
-		}
-		for child, st := range procs {
-			if st.ppid == p {
-				queue = append(queue, child)
-			}
 		}
 	}
 	return 0, fmt.Errorf("no process %s under Vault (pid %d)", name, pid)
