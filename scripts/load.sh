@@ -39,23 +39,18 @@ addr="http://127.0.0.1:$VAULT_DEV_PORT"
 kms_latency="${KMS_LATENCY:-10ms}"
 kms_max_rps="${KMS_MAX_RPS:-100000}"
 workdir="$root/.dev/load"
-plugin_name="vault-plugin-secrets-jwt"
+me="load.sh"
 plugin_version="v0.1.0-load"
 floor_name="vault-load-floor"
 floor_dst="$root/.dev/plugins/$floor_name"
-module="github.com/vault-jwt/vault-plugin-secrets-jwt"
-
-log() { printf 'load.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/throwaway.sh
+source "$root/scripts/throwaway.sh"
 
 kms_pid=""
-vault_started=""
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [[ -n "$vault_started" ]]; then
-		scripts/dev.sh stop >/dev/null 2>&1 || log "stopping the dev Vault failed; see scripts/dev.sh stop"
-	fi
+	throwaway_stop_vault
 	if [[ -n "$kms_pid" ]] && kill -0 "$kms_pid" 2>/dev/null; then
 		kill -TERM "$kms_pid" 2>/dev/null || true
 		for _ in $(seq 1 50); do
@@ -70,20 +65,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-command -v go >/dev/null 2>&1 || die "go is not on PATH"
-command -v curl >/dev/null 2>&1 || die "curl is needed (by scripts/dev.sh)"
-if [[ -f "$root/.dev/vault.pid" ]] && kill -0 "$(<"$root/.dev/vault.pid")" 2>/dev/null; then
-	die "a dev server from scripts/dev.sh is running (pid $(<"$root/.dev/vault.pid")); stop it with make dev-stop first"
-fi
-
-mkdir -p "$workdir" "$root/.dev/plugins"
+throwaway_check
+mkdir -p "$root/.dev/plugins"
 log "building the plugin, the floor plugin, kmstest and the harness into ${workdir#"$root"/}"
-go build -ldflags "-X $module/plugin.Version=$plugin_version" -o "$workdir/$plugin_name" "./cmd/$plugin_name" ||
-	die "building the plugin failed"
+throwaway_build "$plugin_version"
 go build -o "$workdir/$floor_name" ./scripts/load/floorplugin || die "building the floor plugin failed"
 go build -o "$workdir/kmstest" ./cmd/kmstest || die "building kmstest failed"
-go build -o "$workdir/load" ./scripts/load || die "building the harness failed"
-vault_bin="${VAULT_BIN:-$(scripts/vault.sh)}"
 
 log "starting kmstest with $kms_latency of latency per call"
 "$workdir/kmstest" -listen 127.0.0.1:0 -latency "$kms_latency" \
@@ -101,18 +88,12 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$kms_url" ]] || die "kmstest printed no KMSTEST_URL within 10s; see ${workdir#"$root"/}/kmstest.log"
 
-log "starting a dev Vault on $addr (scripts/dev.sh; output in ${workdir#"$root"/}/dev.out)"
 # The plugin process inherits Vault's environment: keep it from any AWS
 # setup of this machine; it reaches kmstest with static test credentials.
 unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN \
 	AWS_REGION AWS_DEFAULT_REGION AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE
 export AWS_EC2_METADATA_DISABLED=true
-vault_started=1
-PLUGIN_BIN="$workdir/$plugin_name" VERSION="$plugin_version" VAULT_BIN="$vault_bin" \
-	scripts/dev.sh start >"$workdir/dev.out" 2>&1 || {
-	tail -n 30 "$workdir/dev.out" >&2
-	die "scripts/dev.sh start failed"
-}
+throwaway_start_vault "$plugin_version"
 
 # vault runs the CLI against the dev server only, whatever VAULT_* the caller
 # has set.

@@ -18,42 +18,17 @@ cd "$root"
 export VAULT_DEV_PORT="${VAULT_DEV_PORT:-8297}"
 addr="http://127.0.0.1:$VAULT_DEV_PORT"
 workdir="$root/.dev/startup"
-plugin_name="vault-plugin-secrets-jwt"
+me="startup.sh"
 plugin_version="v0.1.0-startup"
-module="github.com/vault-jwt/vault-plugin-secrets-jwt"
+# shellcheck source=scripts/throwaway.sh
+source "$root/scripts/throwaway.sh"
 
-log() { printf 'startup.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-vault_started=""
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [[ -n "$vault_started" ]]; then
-		scripts/dev.sh stop >/dev/null 2>&1 || log "stopping the dev Vault failed; see scripts/dev.sh stop"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
+trap 'rc=$?; trap - EXIT INT TERM; throwaway_stop_vault; exit "$rc"' EXIT
 trap 'exit 130' INT TERM
 
-if [[ -f "$root/.dev/vault.pid" ]] && kill -0 "$(<"$root/.dev/vault.pid")" 2>/dev/null; then
-	die "a dev server from scripts/dev.sh is running (pid $(<"$root/.dev/vault.pid")); stop it with make dev-stop first"
-fi
-
-mkdir -p "$workdir"
+throwaway_check
 log "building the plugin and the harness into ${workdir#"$root"/}"
-go build -ldflags "-X $module/plugin.Version=$plugin_version" -o "$workdir/$plugin_name" "./cmd/$plugin_name" ||
-	die "building the plugin failed"
-go build -o "$workdir/load" ./scripts/load || die "building the harness failed"
-vault_bin="${VAULT_BIN:-$(scripts/vault.sh)}"
-
-log "starting a dev Vault with sys/raw on $addr (scripts/dev.sh; output in ${workdir#"$root"/}/dev.out)"
-vault_started=1
-PLUGIN_BIN="$workdir/$plugin_name" VERSION="$plugin_version" VAULT_BIN="$vault_bin" VAULT_DEV_RAW_STORAGE=1 \
-	scripts/dev.sh start >"$workdir/dev.out" 2>&1 || {
-	tail -n 30 "$workdir/dev.out" >&2
-	die "scripts/dev.sh start failed"
-}
+throwaway_build "$plugin_version"
+throwaway_start_vault "$plugin_version" VAULT_DEV_RAW_STORAGE=1
 
 VAULT_TOKEN=root "$workdir/load" startup -addr "$addr" -vault-pid "$(<"$root/.dev/vault.pid")" "$@"
