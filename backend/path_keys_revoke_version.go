@@ -64,7 +64,7 @@ const pathKeysRevokeVersionHelpDesc = `
 Retires a previous version of a key at once, for a compromised key: it leaves
 the JWKS, its private key (or KMS binding) is deleted, and jwt/verify treats
 its tokens as unknown. Verifiers that cached the JWKS drop it when their copy
-expires (Cache-Control max-age is at most 5 minutes). The current version
+expires (Cache-Control max-age is jwt/config's jwks_max_age, default 5m). The current version
 cannot be revoked: rotate with immediate=true first, then revoke the old one.
 Revoking a version still waiting to sign (state next) cancels that rotation.
 `

@@ -195,7 +195,7 @@ func kmsError(what string, err error, atCreate bool) error {
 	case errors.Is(err, awskms.ErrInvalidKeyRef), atCreate && keyProblem:
 		return userError{fmt.Errorf(`invalid "kms_key_id": %v`, err)}
 	case errors.Is(err, awskms.ErrMessageTooLong):
-		return userError{fmt.Errorf(`invalid "claims": the token is too large for an EdDSA key in AWS KMS, which signs at most %d bytes of header and claims; send fewer or smaller claims: %v`,
+		return userError{fmt.Errorf(`invalid "claims": the token is too large for an EdDSA key in AWS KMS, which signs at most %d bytes of base64url signing input (about 3,000 bytes of header and claims JSON); send fewer or smaller claims: %v`,
 			awskms.MaxRawMessage, err)}
 	case errors.Is(err, awskms.ErrThrottled):
 		return logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s: %v", what, err))
