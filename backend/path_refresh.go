@@ -46,7 +46,8 @@ Roles with refresh_ttl make jwt/issue also return a refresh token. Writing
 it here returns a new token, issued as the original request was (same
 subject, audience, claims and ttl, for the same identity entity, checked
 against the role as it is now), and a new refresh token; the one presented
-stops working. Each refresh token is valid for the role's refresh_ttl.
+stops working. Each refresh token is valid for the role's refresh_ttl, but
+never past the family's first issue plus the role's refresh_max_ttl.
 
 A refresh token that is not its family's latest (one already used) is taken
 as stolen: the whole family is revoked, its refresh tokens stop working and

@@ -86,7 +86,7 @@ func pathRoles(b *backend) *framework.Path {
 			"jti": {
 				Type:        framework.TypeBool,
 				Default:     true,
-				Description: `Give each token a unique "jti" of 128 random bits.`,
+				Description: `Give each token a unique "jti": the role's tag, ".", and 128 random bits (the tag lets jwt/revoke role=<name> find the role's tokens).`,
 			},
 			"subject_template": {
 				Type:        framework.TypeString,

@@ -252,7 +252,7 @@ unpadded base64url without stray bits, with a UTF-8 JSON header and claims
 that repeat no names. Its "alg" must be one of the ten this engine signs
 with ("none" in any casing and HS* are not), and equal the algorithm of the
 published key version its "kid" names. Headers that carry or point to keys
-(jwk, jku, x5u, x5c), crit, b64 and JWE headers are refused and never
+(jwk, jku, x5u, x5c, x5t, x5t#S256), crit, b64 and JWE headers are refused and never
 followed. Signatures are checked strictly: exact lengths, ECDSA as R‖S with
 neither half zero, PSS with the salt as long as the hash. "exp" is required;
 "exp", "nbf" and "iat" are checked with 30s of leeway; "iss" must be this
