@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"sync"
@@ -424,4 +425,134 @@ func TestRevocationLoadFails(t *testing.T) {
 	if got := idx.size()[kindJTI]; got != 2000 {
 		t.Errorf("index after a failed load holds %d revoked jtis, want 2000", got)
 	}
+}
+
+// revokeElsewhere writes a jti revocation straight to storage, as another
+// node would, and has Vault call Invalidate for its bucket. It returns the
+// bucket's storage key.
+func revokeElsewhere(t *testing.T, tb *testBackend, s logical.Storage, jti string) string {
+	t.Helper()
+	r := &revocation{Issuer: "https://vault.test/v1/jwt", JTI: jti, Expires: tb.clock.Now().Add(time.Hour), RevokedAt: tb.clock.Now()}
+	k := r.key()
+	rb, err := loadBucket(t.Context(), s, kindJTI, k.bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.Entries[k.hex()] = r
+	if err := saveBucket(t.Context(), s, kindJTI, k.bucket(), rb); err != nil {
+		t.Fatal(err)
+	}
+	tb.Backend.InvalidateKey(t.Context(), bucketPath(kindJTI, k.bucket()))
+	return bucketPath(kindJTI, k.bucket())
+}
+
+// jtiInSameBucket returns a jti whose revocation lands in jti's bucket.
+func jtiInSameBucket(jti string) string {
+	want := (&revocation{Issuer: "https://vault.test/v1/jwt", JTI: jti}).key().bucket()
+	for i := 0; ; i++ {
+		other := fmt.Sprintf("other-%d", i)
+		if (&revocation{Issuer: "https://vault.test/v1/jwt", JTI: other}).key().bucket() == want {
+			return other
+		}
+	}
+}
+
+// hookGetStorage runs onGet once, after reading key and before returning
+// what it read.
+type hookGetStorage struct {
+	logical.Storage
+	key   string
+	once  sync.Once
+	onGet func()
+}
+
+func (h *hookGetStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := h.Storage.Get(ctx, key)
+	if key == h.key {
+		h.once.Do(h.onGet)
+	}
+	return e, err
+}
+
+// TestRevocationInvalidateDuringReload: a bucket that Vault invalidates
+// while this node is reloading it (after the reload's read, before the
+// bucket is replaced) is reloaded again on next use; a verify that starts
+// while a reload of an invalidated bucket is in flight does not answer from
+// the bucket's old content; a reload that fails leaves the bucket stale.
+func TestRevocationInvalidateDuringReload(t *testing.T) {
+	setup := func(t *testing.T) (tb *testBackend, token, jti, bucket string) {
+		tb = getTestBackend(t)
+		tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+		tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "10m"})
+		d := tb.mustWrite(t, "issue/r", nil).Data
+		token, jti = d["token"].(string), d["jti"].(string)
+		if active, reason, _ := tb.verify(t, token, ""); !active { // loads the index
+			t.Fatalf("fresh token: %s", reason)
+		}
+		// Another node revokes some other token in the same bucket: the
+		// bucket is stale here.
+		bucket = revokeElsewhere(t, tb, tb.storage, jtiInSameBucket(jti))
+		return tb, token, jti, bucket
+	}
+
+	t.Run("invalidated again during the reload", func(t *testing.T) {
+		tb, token, jti, bucket := setup(t)
+		inner := tb.storage
+		// The next verify reloads the bucket. Just after its read, the other
+		// node revokes our token in that bucket and Vault invalidates it
+		// again.
+		tb.storage = &hookGetStorage{Storage: inner, key: bucket, onGet: func() { revokeElsewhere(t, tb, inner, jti) }}
+		tb.verify(t, token, "") // raced with the revocation: either answer is right
+		tb.storage = inner
+		if active, reason, _ := tb.verify(t, token, ""); active || !strings.Contains(reason, "revoked") {
+			t.Fatalf("token revoked on another node, bucket invalidated after the reload's read: active=%v %q; the second invalidation was lost", active, reason)
+		}
+	})
+
+	t.Run("verify during a reload waits for it", func(t *testing.T) {
+		tb, token, jti, _ := setup(t)
+		revokeElsewhere(t, tb, tb.storage, jti) // before either verify starts
+		g := &gatedStorage{Storage: tb.storage, gate: make(chan struct{}), entered: make(chan struct{})}
+		first := make(chan bool)
+		go func() {
+			resp, err := tb.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Data: map[string]any{"token": token}, Storage: g})
+			first <- err != nil || resp.Data["active"] != false
+		}()
+		<-g.entered // the first verify is reloading the bucket
+		second := make(chan bool)
+		go func() {
+			active, _, _ := tb.verify(t, token, "")
+			second <- active
+		}()
+		var active bool
+		select {
+		case active = <-second:
+			close(g.gate)
+		case <-time.After(500 * time.Millisecond):
+			close(g.gate) // the second verify is waiting, as it should
+			active = <-second
+		}
+		if <-first {
+			t.Error("the verify that reloaded the invalidated bucket found the token active")
+		}
+		if active {
+			t.Error("a verify that started after the invalidation answered from the bucket's old content while it was being reloaded")
+		}
+	})
+	t.Run("failed reload", func(t *testing.T) {
+		tb, token, jti, bucket := setup(t)
+		revokeElsewhere(t, tb, tb.storage, jti)
+		inner := tb.storage
+		fs := &failOneStorage{Storage: inner, key: bucket}
+		fs.fail.Store(true)
+		tb.storage = fs
+		resp, err := tb.request(t, logical.UpdateOperation, "verify", map[string]any{"token": token})
+		if code := httpStatus(logical.UpdateOperation, "verify", resp, err); code != 500 {
+			t.Fatalf("verify while the bucket cannot be read: status %d, want 500", code)
+		}
+		tb.storage = inner
+		if active, reason, _ := tb.verify(t, token, ""); active {
+			t.Fatalf("after a failed reload, the bucket was not read again: active, %q", reason)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,7 +140,12 @@ type revocationIndex struct {
 	// empty, so tidy reads only buckets with something to remove.
 	minExpires [numKinds][revocationBuckets]int64
 	// stale buckets were written elsewhere and are reloaded on next use.
-	stale map[[2]int]bool
+	// Each mark holds the value of staleSeq when it was set, so a reload
+	// clears only the mark it read for: an invalidation that arrives
+	// during the reload (which may have read the bucket before the write)
+	// leaves a newer mark, and the bucket is read again.
+	stale    map[[2]int]uint64
+	staleSeq uint64
 }
 
 // set replaces one bucket's entries with those of rb.
@@ -297,7 +303,7 @@ func (b *backend) loadRevocations(ctx context.Context, s logical.Storage) (*revo
 			jobs = append(jobs, [2]int{int(kind), int(bucket)})
 		}
 	}
-	idx := &revocationIndex{stale: map[[2]int]bool{}}
+	idx := &revocationIndex{stale: map[[2]int]uint64{}}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -330,23 +336,27 @@ func (b *backend) loadRevocations(ctx context.Context, s logical.Storage) (*revo
 	return idx, nil
 }
 
+// reloadStale re-reads the buckets marked stale. A bucket keeps its mark
+// while it is read, so readers that arrive meanwhile wait here (on revMu)
+// instead of answering from its old content; the mark is cleared only if
+// no invalidation re-marked the bucket since it was read, and stays if the
+// read fails.
 func (b *backend) reloadStale(ctx context.Context, s logical.Storage, idx *revocationIndex) error {
 	b.revMu.Lock()
 	defer b.revMu.Unlock()
 	idx.mu.RLock()
-	var stale [][2]int
-	for kb := range idx.stale {
-		stale = append(stale, kb)
-	}
+	stale := maps.Clone(idx.stale)
 	idx.mu.RUnlock()
-	for _, kb := range stale {
+	for kb, seq := range stale {
 		rb, err := loadBucket(ctx, s, revocationKind(kb[0]), kb[1])
 		if err != nil {
 			return err
 		}
 		idx.mu.Lock()
 		idx.set(revocationKind(kb[0]), kb[1], rb)
-		delete(idx.stale, kb)
+		if idx.stale[kb] == seq {
+			delete(idx.stale, kb)
+		}
 		idx.mu.Unlock()
 	}
 	return nil
@@ -376,7 +386,8 @@ func (b *backend) invalidateRevocations(key string) {
 			return
 		}
 		idx.mu.Lock()
-		idx.stale[[2]int{int(kind), int(bucket)}] = true
+		idx.staleSeq++
+		idx.stale[[2]int{int(kind), int(bucket)}] = idx.staleSeq
 		idx.mu.Unlock()
 	}
 }
