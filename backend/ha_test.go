@@ -31,6 +31,10 @@ func TestStandbyWrites(t *testing.T) {
 	tb.mustWrite(t, "roles/rr", map[string]any{"key": "k", "refresh_ttl": "1h"})
 	tok := tb.mustWrite(t, "issue/r", nil).Data
 	rt := tb.mustWrite(t, "issue/rr", nil).Data["refresh_token"].(string)
+	// A family whose latest token is revoked: refusing it marks the family
+	// ended, a write.
+	ended := tb.mustWrite(t, "issue/rr", nil).Data
+	tb.mustWrite(t, "revoke", map[string]any{"token": ended["token"]})
 	tb.mustWrite(t, "revoke", map[string]any{"jti": "gone", "exp": tb.clock.Now().Add(-time.Hour).Unix()})
 	before := tb.snapshot(t)
 
@@ -62,6 +66,7 @@ func TestStandbyWrites(t *testing.T) {
 		{"issue with refresh", logical.UpdateOperation, "issue/rr", nil},
 		{"batch issue with refresh", logical.UpdateOperation, "issue/rr", map[string]any{"batch_input": []any{map[string]any{}, map[string]any{}}}},
 		{"refresh", logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}},
+		{"refresh of a revoked family", logical.UpdateOperation, "refresh", map[string]any{"refresh_token": ended["refresh_token"]}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := tb.request(t, tc.op, tc.path, tc.data)

@@ -53,7 +53,9 @@ A refresh token that is not its family's latest (one already used) is taken
 as stolen: the whole family is revoked, its refresh tokens stop working and
 its access tokens that have not expired are revoked (jwt/verify reports them
 inactive, jwt/revocations lists their jtis). Revoking the family's subject or
-role also ends it. Refresh tokens are stored only as SHA-256 hashes.
+role, or its latest token, also ends it for good: the refresh that finds the
+revocation marks the family ended, so tidying the revocation does not bring
+it back. Refresh tokens are stored only as SHA-256 hashes.
 
 This is an ordinary policy-gated path: a gateway may hold update on
 jwt/refresh to refresh on behalf of its users without being able to issue.

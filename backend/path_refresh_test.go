@@ -85,13 +85,13 @@ func TestRefreshEnds(t *testing.T) {
 	rt = issue()
 	tb.clock.Add(time.Second)
 	tb.mustWrite(t, "revoke", map[string]any{"subject": "user-a"})
-	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "revoked", "user-a")
+	tb.refusedRefresh(t, rt, "revoked", "user-a") // and marks the family ended
 
 	tb.clock.Add(time.Second)
 	rt = issue()
 	tb.clock.Add(time.Second)
 	tb.mustWrite(t, "revoke", map[string]any{"role": "r"})
-	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "revoked", `role "r"`)
+	tb.refusedRefresh(t, rt, "revoked", `role "r"`)
 
 	tb.clock.Add(time.Second)
 	rt = issue()
@@ -250,4 +250,101 @@ func TestRefreshMaxTTL(t *testing.T) {
 	tb.clock.Add(40 * time.Minute)
 	tb.mustWrite(t, "roles/r", map[string]any{"refresh_max_ttl": "30m", "refresh_ttl": "30m"})
 	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "refresh_max_ttl")
+}
+
+// refusedRefresh presents rt, which must be refused with a 400 whose
+// message contains every string in want; unlike wantBadRequest it allows
+// the refusal to write storage (marking the family ended).
+func (tb *testBackend) refusedRefresh(t *testing.T, rt string, want ...string) string {
+	t.Helper()
+	resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt})
+	if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != 400 {
+		got := "a new token and refresh token were issued"
+		if resp != nil && resp.IsError() {
+			got = resp.Error().Error()
+		} else if err != nil {
+			got = err.Error()
+		}
+		t.Fatalf("refresh: status %d, want 400: %s", code, got)
+	}
+	msg := resp.Error().Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("refresh refused with %q, want it to contain %q", msg, w)
+		}
+	}
+	return msg
+}
+
+// revokeModes revoke a family's latest token by each kind of revocation
+// entry; reason is part of the refusal each gives.
+var revokeModes = []struct {
+	name   string
+	data   func(issued map[string]any) map[string]any
+	reason string
+}{
+	{"subject", func(map[string]any) map[string]any { return map[string]any{"subject": "user-a"} }, `subject "user-a"`},
+	{"role", func(map[string]any) map[string]any { return map[string]any{"role": "r"} }, `role "r"`},
+	{"jti", func(d map[string]any) map[string]any { return map[string]any{"token": d["token"]} }, "token revoked at"},
+}
+
+// longRefreshBackend has role r with short tokens (revocation entries
+// expire after max_ttl, 10m) and long-lived refresh families (24h).
+func longRefreshBackend(t *testing.T) *testBackend {
+	t.Helper()
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "5m", "max_ttl": "10m", "refresh_ttl": "24h", "allowed_subjects": "user-*"})
+	return tb
+}
+
+// TestRefreshRevokedFamilyStaysEnded: a family ended by a revocation entry
+// (of its subject, its role or its latest token) is marked revoked when a
+// refresh finds the entry, so it stays ended after tidy removes the entry,
+// which lives only as long as the access tokens it covers, not the family.
+func TestRefreshRevokedFamilyStaysEnded(t *testing.T) {
+	for _, mode := range revokeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			tb := longRefreshBackend(t)
+			d := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data
+			rt := d["refresh_token"].(string)
+			tb.clock.Add(time.Second)
+			tb.mustWrite(t, "revoke", mode.data(d))
+			tb.refusedRefresh(t, rt, "the family's tokens are revoked", mode.reason)
+
+			tb.clock.Add(15 * time.Minute) // the entry has expired; the family (24h) has not
+			if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 1 {
+				t.Fatalf("tidy removed %v revocation entries, want the expired one", n)
+			}
+			msg := tb.refusedRefresh(t, rt, "the family's tokens are revoked", mode.reason)
+			if strings.Contains(msg, "used") {
+				t.Errorf("a family ended by a revocation is refused as reused: %q", msg)
+			}
+		})
+	}
+
+	// Marking the family is best effort: if storage fails, the refusal is
+	// still the 400 (the entry is still there, and the next refresh tries
+	// again), and the failure is logged.
+	t.Run("storage fails", func(t *testing.T) {
+		tb := longRefreshBackend(t)
+		rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+		tb.clock.Add(time.Second)
+		tb.mustWrite(t, "revoke", map[string]any{"subject": "user-a"})
+		inner := tb.storage
+		fs := &failingStorage{Storage: inner}
+		fs.set(true, false, false)
+		tb.storage = fs
+		tb.refusedRefresh(t, rt, "the family's tokens are revoked", `subject "user-a"`)
+		tb.storage = inner
+		for _, want := range []string{`"@message":"refresh: marking a revoked family failed"`, `"role":"r"`, `"error":"writing refresh family: storage is down"`} {
+			if !strings.Contains(tb.logs.String(), want) {
+				t.Errorf("log lacks %s:\n%s", want, tb.logs.String())
+			}
+		}
+		tb.refusedRefresh(t, rt, "the family's tokens are revoked") // marks it now
+		tb.clock.Add(15 * time.Minute)
+		tb.mustWrite(t, "tidy", nil)
+		tb.refusedRefresh(t, rt, "the family's tokens are revoked", `subject "user-a"`)
+	})
 }

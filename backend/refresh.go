@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -51,7 +52,12 @@ type refreshFamily struct {
 	// revocations by subject or role.
 	Subject      string    `json:"sub,omitempty"`
 	LastIssuedAt time.Time `json:"last_issued_at"`
-	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+	// RevokedAt is when the family ended for good: on reuse of a refresh
+	// token, or when a refresh found a revocation entry covering its latest
+	// token (then RevokedReason says which), so it stays ended once tidy
+	// has removed the entry.
+	RevokedAt     time.Time `json:"revoked_at,omitzero"`
+	RevokedReason string    `json:"revoked_reason,omitempty"`
 }
 
 type familyToken struct {
@@ -184,6 +190,9 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		return badRequest(`invalid "refresh_token": unknown or expired (a family lives refresh_ttl after its last refresh, and at most the role's refresh_max_ttl after its first issue); issue a new token`)
 	}
 	if !f.RevokedAt.IsZero() {
+		if f.RevokedReason != "" {
+			return revokedFamilyRefusal(f.RevokedReason)
+		}
 		return badRequest(`invalid "refresh_token": its token family was revoked at %s after a used refresh token was presented again; issue a new token`, f.RevokedAt.UTC().Format(time.RFC3339))
 	}
 	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(f.SecretHash)) != 1 {
@@ -207,7 +216,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 			claims["sub"] = f.Subject
 		}
 		if reason := idx.revokedReason(claims); reason != "" {
-			return badRequest(`invalid "refresh_token": the family's tokens are revoked (%s); issue a new token`, reason)
+			return b.endRevokedFamily(ctx, s, f, now, reason)
 		}
 	}
 
@@ -226,6 +235,27 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		return b.respondErr(err, "refresh: storing family failed", "role", f.Role)
 	}
 	return res.response(&b.expiresAt), nil
+}
+
+// endRevokedFamily answers a refresh of a family whose latest token a
+// revocation entry covers. The entry lasts only until tidy removes it, so
+// the family is marked revoked in storage and stays ended without it. If
+// that write fails the refusal stands (the entry is still there; the next
+// refresh tries again), except on a performance standby, where the request
+// goes to the active node to make the write.
+func (b *backend) endRevokedFamily(ctx context.Context, s logical.Storage, f *refreshFamily, now time.Time, reason string) (*logical.Response, error) {
+	f.RevokedAt, f.RevokedReason = now, reason
+	if err := b.saveFamily(ctx, s, f); err != nil {
+		if errors.Is(err, logical.ErrReadOnly) {
+			return nil, logical.ErrReadOnly
+		}
+		b.Logger().Error("refresh: marking a revoked family failed", "role", f.Role, "family", hashSecret(f.ID)[:16], "error", err)
+	}
+	return revokedFamilyRefusal(reason)
+}
+
+func revokedFamilyRefusal(reason string) (*logical.Response, error) {
+	return badRequest(`invalid "refresh_token": the family's tokens are revoked (%s); issue a new token`, reason)
 }
 
 // revokeFamily answers a refresh token that is not its family's latest:
