@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -347,4 +348,45 @@ func TestRefreshRevokedFamilyStaysEnded(t *testing.T) {
 		tb.mustWrite(t, "tidy", nil)
 		tb.refusedRefresh(t, rt, "the family's tokens are revoked", `subject "user-a"`)
 	})
+}
+
+// listHookStorage runs onList once, after listing prefix and before
+// returning the list.
+type listHookStorage struct {
+	logical.Storage
+	prefix string
+	once   sync.Once
+	onList func()
+}
+
+func (h *listHookStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	out, err := h.Storage.List(ctx, prefix)
+	if prefix == h.prefix {
+		h.once.Do(h.onList)
+	}
+	return out, err
+}
+
+// TestTidyRefreshFamiliesSavedDuringScan: families started or refreshed
+// while tidy's first full scan reads storage are tracked like the rest, and
+// tidied once they expire.
+func TestTidyRefreshFamiliesSavedDuringScan(t *testing.T) {
+	tb := refreshBackend(t)
+	before := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	ls := &listHookStorage{Storage: tb.storage, prefix: refreshPrefix, onList: func() {
+		// Requests served while the scan reads the families it listed.
+		tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-b"})
+		tb.clock.Add(30 * time.Minute)
+		tb.mustWrite(t, "refresh", map[string]any{"refresh_token": before}) // after the scan listed it
+	}}
+	if n, err := tb.tidyRefreshFamilies(t.Context(), ls); err != nil || n != 0 {
+		t.Fatalf("first tidy: removed %d, %v", n, err)
+	}
+	tb.clock.Add(2 * time.Hour) // every family expired (refresh_ttl 1h)
+	if n, err := tb.tidyRefreshFamilies(t.Context(), tb.storage); err != nil || n != 2 {
+		t.Fatalf("tidy after expiry: removed %d, %v; want both families", n, err)
+	}
+	if left, _ := tb.storage.List(t.Context(), refreshPrefix); len(left) != 0 {
+		t.Fatalf("families never tidied: %v", left)
+	}
 }

@@ -125,13 +125,20 @@ type familyExpiries struct {
 	mu sync.Mutex
 	// exp is nil until the first scan; a zero time means "read it again".
 	exp map[string]time.Time
+	// pending, while the first scan runs, holds the families noted
+	// meanwhile; they are merged over what the scan read, which may be
+	// older or miss them.
+	pending map[string]time.Time
 }
 
 func (b *backend) noteFamily(id string, expires time.Time) {
 	b.families.mu.Lock()
 	defer b.families.mu.Unlock()
-	if b.families.exp != nil {
+	switch {
+	case b.families.exp != nil:
 		b.families.exp[id] = expires
+	case b.families.pending != nil:
+		b.families.pending[id] = expires
 	}
 }
 
@@ -296,6 +303,14 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 			due = append(due, id)
 		}
 	}
+	if scan {
+		b.families.pending = map[string]time.Time{}
+		defer func() {
+			b.families.mu.Lock()
+			b.families.pending = nil
+			b.families.mu.Unlock()
+		}()
+	}
 	b.families.mu.Unlock()
 	if scan {
 		ids, err := s.List(ctx, refreshPrefix)
@@ -335,10 +350,12 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 
 	b.families.mu.Lock()
 	if scan {
-		// Families saved during the scan were not noted (the map was nil);
-		// what the scan read may be older than them, but a stale expiry
-		// only makes tidy read a family again.
-		b.families.exp = known
+		// Families saved or invalidated during the scan were noted in
+		// pending: what they say is newer than what the scan read.
+		for id, exp := range b.families.pending {
+			known[id] = exp
+		}
+		b.families.exp, b.families.pending = known, nil
 	} else {
 		for _, id := range due {
 			if exp, ok := known[id]; ok {
