@@ -54,9 +54,9 @@ type backend struct {
 	// expiresAt formats issue responses' expires_at.
 	expiresAt rfc3339Cache
 
-	// families tracks refresh family expiries for tidy; tidyMu serialises
+	// families indexes refresh families for tidy; tidyMu serialises
 	// tidies.
-	families familyExpiries
+	families familyIndex
 	tidyMu   sync.Mutex
 
 	// refreshMu serialises refreshes, so two uses of one refresh token
@@ -250,12 +250,14 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return err
 	}
 	var errs *multierror.Error
-	if _, err := b.tidyRevocations(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
-		b.Logger().Error("tidying revocations failed", "error", err)
-		errs = multierror.Append(errs, err)
-	}
+	// Families first: revocation tidy keeps entries that live families
+	// need, and deletes none until it knows every family.
 	if _, err := b.tidyRefreshFamilies(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
 		b.Logger().Error("tidying refresh families failed", "error", err)
+		errs = multierror.Append(errs, err)
+	}
+	if _, err := b.tidyRevocations(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
+		b.Logger().Error("tidying revocations failed", "error", err)
 		errs = multierror.Append(errs, err)
 	}
 	for _, name := range names {

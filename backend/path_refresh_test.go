@@ -390,3 +390,84 @@ func TestTidyRefreshFamiliesSavedDuringScan(t *testing.T) {
 		t.Fatalf("families never tidied: %v", left)
 	}
 }
+
+// TestTidyKeepsRevocationsOfLiveFamilies: tidy keeps a revocation entry past
+// its expiry while a live refresh family may still need it to stay ended
+// (its latest token is the revoked jti, or was issued at or before a
+// subject or role revocation), and removes it once no live family does;
+// entries no live family needs go on time; while tidy does not know every
+// family, it removes no entry.
+func TestTidyKeepsRevocationsOfLiveFamilies(t *testing.T) {
+	tidy := func(t *testing.T, tb *testBackend) (removed, families any) {
+		t.Helper()
+		d := tb.mustWrite(t, "tidy", nil).Data
+		return d["removed"], d["refresh_families_removed"]
+	}
+	for _, mode := range revokeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			tb := longRefreshBackend(t)
+			d := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data
+			tb.clock.Add(time.Second)
+			tb.mustWrite(t, "revoke", mode.data(d))
+			tb.clock.Add(15 * time.Minute) // the entry has expired; the family (24h) has not, and was not refreshed
+			if n, _ := tidy(t, tb); n != 0 {
+				t.Fatalf("tidy removed %v revocation entries while a live family's latest token is covered", n)
+			}
+			// The kept entry's bucket is not read again each minute.
+			cs := &countingStorage{Storage: tb.storage}
+			tb.clock.Add(time.Minute)
+			if n, err := tb.tidyRevocations(t.Context(), cs); n != 0 || err != nil || cs.reads.Load() != 0 {
+				t.Fatalf("the next tidy removed %d (%v) with %d reads, want none", n, err, cs.reads.Load())
+			}
+			tb.refusedRefresh(t, d["refresh_token"].(string), "the family's tokens are revoked", mode.reason)
+
+			tb.clock.Add(24 * time.Hour) // the family has expired
+			if n, nf := tidy(t, tb); n != 1 || nf != 1 {
+				t.Fatalf("after the family expired tidy removed %v entries and %v families, want 1 and 1", n, nf)
+			}
+		})
+		t.Run(mode.name+" covering no live family", func(t *testing.T) {
+			tb := longRefreshBackend(t)
+			if mode.name == "jti" {
+				// The family's latest token is no longer the revoked one.
+				d := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data
+				tb.clock.Add(time.Second)
+				tb.mustWrite(t, "refresh", map[string]any{"refresh_token": d["refresh_token"]})
+				tb.mustWrite(t, "revoke", mode.data(d))
+			} else {
+				// The family started after the revocation.
+				tb.mustWrite(t, "revoke", mode.data(nil))
+				tb.clock.Add(time.Second)
+				tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"})
+			}
+			tb.clock.Add(15 * time.Minute)
+			if n, _ := tidy(t, tb); n != 1 {
+				t.Fatalf("tidy removed %v revocation entries, want the expired one no live family needs", n)
+			}
+		})
+	}
+
+	t.Run("families not all known", func(t *testing.T) {
+		tb := longRefreshBackend(t)
+		tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"})
+		tb.clock.Add(time.Second)
+		tb.mustWrite(t, "revoke", map[string]any{"jti": "not-a-family-token", "exp": tb.clock.Now().Add(5 * time.Minute).Unix()})
+		tb.clock.Add(15 * time.Minute)
+		// No scan of the families yet.
+		if n, err := tb.tidyRevocations(t.Context(), tb.storage); err != nil || n != 0 {
+			t.Fatalf("tidy before the families were scanned removed %d entries (%v), want none", n, err)
+		}
+		// A failed scan.
+		fs := &failingStorage{Storage: tb.storage}
+		fs.set(false, true, false)
+		if _, err := tb.tidyRefreshFamilies(t.Context(), fs); err == nil {
+			t.Fatal("the scan did not fail: the test proves nothing")
+		}
+		if n, err := tb.tidyRevocations(t.Context(), tb.storage); err != nil || n != 0 {
+			t.Fatalf("tidy after a failed scan of the families removed %d entries (%v), want none", n, err)
+		}
+		if n, _ := tidy(t, tb); n != 1 {
+			t.Fatalf("tidy with every family known removed %v entries, want 1", n)
+		}
+	})
+}

@@ -22,7 +22,7 @@ func pathRevoke(b *backend) []*framework.Path {
 			Fields: map[string]*framework.FieldSchema{
 				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired."},
 				"jti":     {Type: framework.TypeString, Description: `The "jti" to revoke; needs "exp".`},
-				"exp":     {Type: framework.TypeInt64, Description: `With "jti": the token's "exp" (Unix seconds), after which the entry is tidied.`},
+				"exp":     {Type: framework.TypeInt64, Description: `With "jti": the token's "exp" (Unix seconds), after which the entry can be tidied.`},
 				"subject": {Type: framework.TypeString, Description: `Revoke every token of this "sub" issued before now.`},
 				"role":    {Type: framework.TypeString, Description: `Revoke every token this role issued before now (found by the role tag that starts each jti; roles with jti=false cannot be revoked this way).`},
 				"issuer":  {Type: framework.TypeString, Description: `With "jti" or "subject": the tokens' "iss". Default: jwt/config's issuer.`},
@@ -34,7 +34,7 @@ func pathRevoke(b *backend) []*framework.Path {
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"revoked":    {Type: framework.TypeString, Required: true, Description: `"jti", "subject" or "role".`},
 						"issuer":     {Type: framework.TypeString, Required: true},
-						"expires_at": {Type: framework.TypeString, Required: true, Description: "When the entry can be tidied, RFC 3339."},
+						"expires_at": {Type: framework.TypeString, Required: true, Description: "The earliest the entry can be tidied, RFC 3339; tidy keeps it longer while a live refresh token family needs it."},
 					}}}},
 				},
 			},
@@ -62,7 +62,7 @@ func pathRevoke(b *backend) []*framework.Path {
 				},
 			},
 			HelpSynopsis:    "List revocations in force.",
-			HelpDescription: "Returns revoked jtis (with their iss and exp), revoked subjects (with their iss and the time before which their tokens are revoked) and revoked roles (with the tag their jtis start with), until tidy removes them after the tokens have expired. Large lists come in pages of at least limit entries: pass each page's next as after until a page has no next.",
+			HelpDescription: "Returns revoked jtis (with their iss and exp), revoked subjects (with their iss and the time before which their tokens are revoked) and revoked roles (with the tag their jtis start with), until tidy removes them after the tokens have expired (and no live refresh token family needs them). Large lists come in pages of at least limit entries: pass each page's next as after until a page has no next.",
 		},
 		{
 			Pattern:      "tidy",
@@ -70,7 +70,7 @@ func pathRevoke(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathTidy,
-					Summary:  "Remove revocation entries whose tokens have all expired, and expired refresh token families (the periodic function also does this).",
+					Summary:  "Remove expired refresh token families, and revocation entries whose tokens have all expired and that no live family needs (the periodic function also does this).",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"removed":                  {Type: framework.TypeInt, Required: true, Description: "Revocation entries removed."},
 						"refresh_families_removed": {Type: framework.TypeInt, Required: true, Description: "Expired refresh token families removed."},
@@ -78,7 +78,7 @@ func pathRevoke(b *backend) []*framework.Path {
 				},
 			},
 			HelpSynopsis:    "Tidy revocations.",
-			HelpDescription: "Deletes revocation entries once no token they cover can still be valid, and refresh token families whose latest refresh token has expired. The engine's periodic function does the same on the active node.",
+			HelpDescription: "Deletes refresh token families whose latest refresh token has expired, then revocation entries once no token they cover can still be valid and no live refresh token family needs them to stay ended (its latest token is the revoked jti, or was issued at or before a subject or role revocation); until it has read every family once it deletes no revocation entry. The engine's periodic function does the same on the active node.",
 		},
 	}
 }
@@ -269,13 +269,15 @@ func parseRevocationsCursor(c string) (int, error) {
 func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
-	n, err := b.tidyRevocations(ctx, req.Storage)
-	if err != nil {
-		return b.respondErr(err, "tidy failed")
-	}
+	// Families first: revocation tidy keeps entries that live families
+	// need, and needs to know every family.
 	nf, err := b.tidyRefreshFamilies(ctx, req.Storage)
 	if err != nil {
 		return b.respondErr(err, "tidying refresh families failed")
+	}
+	n, err := b.tidyRevocations(ctx, req.Storage)
+	if err != nil {
+		return b.respondErr(err, "tidy failed")
 	}
 	return &logical.Response{Data: map[string]any{"removed": n, "refresh_families_removed": nf}}, nil
 }
@@ -289,6 +291,7 @@ string, so every encoding of the same claims is revoked. A role's tag is the
 part of each jti it issues before the "." (64 bits of SHA-256 of the role
 name); roles with jti=false cannot be revoked by role. jwt/verify reports
 revoked tokens inactive, and refresh token families of a revoked subject or
-role end. Entries stay in replicated storage until the tokens they cover
-have expired; then tidy (or the periodic function) removes them.
+role, or whose latest token is revoked, end. Entries stay in replicated
+storage until the tokens they cover have expired and no live refresh token
+family needs them; then tidy (or the periodic function) removes them.
 `

@@ -112,38 +112,110 @@ func (b *backend) saveFamily(ctx context.Context, s logical.Storage, f *refreshF
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("writing refresh family: %w", err)
 	}
-	b.noteFamily(f.ID, f.Expires)
+	b.noteFamily(f.ID, infoOf(f))
 	return nil
 }
 
-// familyExpiries lets tidy find expired refresh families without reading
+// familyIndex lets tidy find expired refresh families without reading
 // every family from storage each time (one gRPC round trip each): after a
-// first full scan it knows every family's expiry, kept current by this
-// node's writes (the active node makes them all; standbys forward) and by
-// Invalidate, which marks a family written elsewhere for a re-read.
-type familyExpiries struct {
+// first full scan it knows every family, kept current by this node's
+// writes (the active node makes them all; standbys forward) and by
+// Invalidate, which marks a family written elsewhere for a re-read. It also
+// tells revocation tidy which expired entries live families still need
+// (see familyCover).
+type familyIndex struct {
 	mu sync.Mutex
-	// exp is nil until the first scan; a zero time means "read it again".
-	exp map[string]time.Time
+	// exp is nil until the first scan; a zero expires means "read it
+	// again".
+	exp map[string]familyInfo
 	// pending, while the first scan runs, holds the families noted
 	// meanwhile; they are merged over what the scan read, which may be
 	// older or miss them.
-	pending map[string]time.Time
+	pending map[string]familyInfo
 }
 
-func (b *backend) noteFamily(id string, expires time.Time) {
+// familyInfo is what the index keeps of a family.
+type familyInfo struct {
+	expires time.Time
+	// lastIssuedAt and lastJTI are of the family's latest access token,
+	// which revocation entries are checked against on refresh.
+	lastIssuedAt time.Time
+	lastJTI      string
+	// revoked families have ended for good and need no entry.
+	revoked bool
+}
+
+func infoOf(f *refreshFamily) familyInfo {
+	fi := familyInfo{expires: f.Expires, lastIssuedAt: f.LastIssuedAt, revoked: !f.RevokedAt.IsZero()}
+	if n := len(f.Tokens); n > 0 {
+		fi.lastJTI = f.Tokens[n-1].JTI
+	}
+	return fi
+}
+
+func (b *backend) noteFamily(id string, fi familyInfo) {
 	b.families.mu.Lock()
 	defer b.families.mu.Unlock()
 	switch {
 	case b.families.exp != nil:
-		b.families.exp[id] = expires
+		b.families.exp[id] = fi
 	case b.families.pending != nil:
-		b.families.pending[id] = expires
+		b.families.pending[id] = fi
 	}
 }
 
+// familyCover is what live refresh families need kept of the revocation
+// entries: refresh checks a family's latest token against them, so an
+// entry that covers the latest token of a family that has neither expired
+// nor been marked revoked must outlive the tokens it was made for.
+type familyCover struct {
+	// oldest is the earliest iat (Unix seconds) of such a family's latest
+	// token, if any: a subject or role entry with before at or after it
+	// may cover that family. (The subject and role are not compared, so
+	// this keeps more than it must, never less.)
+	oldest int64
+	any    bool
+	// jtis are those families' latest tokens' jtis.
+	jtis map[string]bool
+}
+
+// familyCover returns what live families need, or ok=false if the index
+// does not know every family: the first scan has not completed, or a
+// family changed elsewhere awaits a re-read.
+func (b *backend) familyCover(now time.Time) (c familyCover, ok bool) {
+	b.families.mu.Lock()
+	defer b.families.mu.Unlock()
+	if b.families.exp == nil {
+		return familyCover{}, false
+	}
+	c.jtis = map[string]bool{}
+	for _, fi := range b.families.exp {
+		if fi.expires.IsZero() {
+			return familyCover{}, false
+		}
+		if fi.revoked || !now.Before(fi.expires) {
+			continue
+		}
+		if iat := fi.lastIssuedAt.Unix(); !c.any || iat < c.oldest {
+			c.oldest, c.any = iat, true
+		}
+		if fi.lastJTI != "" {
+			c.jtis[fi.lastJTI] = true
+		}
+	}
+	return c, true
+}
+
+// needs reports whether a live family may need r to stay ended.
+func (c familyCover) needs(r *revocation) bool {
+	if r.kind() == kindJTI {
+		return c.jtis[r.JTI]
+	}
+	return c.any && c.oldest <= r.Before.Unix()
+}
+
 // invalidateFamily marks a family changed by another node.
-func (b *backend) invalidateFamily(id string) { b.noteFamily(id, time.Time{}) }
+func (b *backend) invalidateFamily(id string) { b.noteFamily(id, familyInfo{}) }
 
 // addToken records the access token in resp, rotates the family's secret
 // and adds the new refresh token to resp.
@@ -298,13 +370,13 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 	b.families.mu.Lock()
 	var due []string
 	scan := b.families.exp == nil
-	for id, exp := range b.families.exp {
-		if !now.Before(exp) {
+	for id, fi := range b.families.exp {
+		if !now.Before(fi.expires) {
 			due = append(due, id)
 		}
 	}
 	if scan {
-		b.families.pending = map[string]time.Time{}
+		b.families.pending = map[string]familyInfo{}
 		defer func() {
 			b.families.mu.Lock()
 			b.families.pending = nil
@@ -320,7 +392,7 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 		due = ids
 	}
 
-	known := make(map[string]time.Time, len(due))
+	known := make(map[string]familyInfo, len(due))
 	n := 0
 	for _, id := range due {
 		if scan {
@@ -333,18 +405,18 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 				continue
 			}
 			if now.Before(f.Expires) {
-				known[id] = f.Expires
+				known[id] = infoOf(f)
 				continue
 			}
 		}
-		deleted, expires, err := b.deleteFamilyIfExpired(ctx, s, id, now)
+		deleted, live, err := b.deleteFamilyIfExpired(ctx, s, id, now)
 		if err != nil {
 			return n, err
 		}
 		if deleted {
 			n++
-		} else if !expires.IsZero() {
-			known[id] = expires // refreshed since: still live
+		} else if live != nil {
+			known[id] = *live // refreshed since: still live
 		}
 	}
 
@@ -352,14 +424,14 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 	if scan {
 		// Families saved or invalidated during the scan were noted in
 		// pending: what they say is newer than what the scan read.
-		for id, exp := range b.families.pending {
-			known[id] = exp
+		for id, fi := range b.families.pending {
+			known[id] = fi
 		}
 		b.families.exp, b.families.pending = known, nil
 	} else {
 		for _, id := range due {
-			if exp, ok := known[id]; ok {
-				b.families.exp[id] = exp
+			if fi, ok := known[id]; ok {
+				b.families.exp[id] = fi
 			} else {
 				delete(b.families.exp, id)
 			}
@@ -370,19 +442,21 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 }
 
 // deleteFamilyIfExpired reads family id under refreshMu and deletes it if
-// it has expired; otherwise it returns its expiry (zero if it is gone).
-func (b *backend) deleteFamilyIfExpired(ctx context.Context, s logical.Storage, id string, now time.Time) (deleted bool, expires time.Time, err error) {
+// it has expired; otherwise it returns what the index keeps of it (nil if
+// it is gone).
+func (b *backend) deleteFamilyIfExpired(ctx context.Context, s logical.Storage, id string, now time.Time) (deleted bool, live *familyInfo, err error) {
 	b.refreshMu.Lock()
 	defer b.refreshMu.Unlock()
 	f, err := loadFamily(ctx, s, id)
 	if err != nil || f == nil {
-		return false, time.Time{}, err
+		return false, nil, err
 	}
 	if now.Before(f.Expires) {
-		return false, f.Expires, nil
+		fi := infoOf(f)
+		return false, &fi, nil
 	}
 	if err := s.Delete(ctx, refreshPrefix+id); err != nil {
-		return false, time.Time{}, fmt.Errorf("deleting refresh family: %w", err)
+		return false, nil, fmt.Errorf("deleting refresh family: %w", err)
 	}
-	return true, time.Time{}, nil
+	return true, nil, nil
 }

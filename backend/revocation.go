@@ -60,7 +60,7 @@ type revocation struct {
 	RoleTag string    `json:"role_tag,omitempty"`
 	Before  time.Time `json:"before,omitzero"`
 	// Expires is when no token the entry covers can still be valid; tidy
-	// removes the entry then.
+	// removes the entry then, or once no live refresh family needs it.
 	Expires   time.Time `json:"expires"`
 	RevokedAt time.Time `json:"revoked_at"`
 }
@@ -137,7 +137,9 @@ type revocationIndex struct {
 	mu      sync.RWMutex
 	buckets [numKinds][revocationBuckets]map[[16]byte]revoked
 	// minExpires is each bucket's earliest expiry (Unix seconds), 0 if
-	// empty, so tidy reads only buckets with something to remove.
+	// empty, so tidy reads only buckets with something to remove; for a
+	// bucket whose expired entries tidy kept for live refresh families,
+	// when tidy should read it again.
 	minExpires [numKinds][revocationBuckets]int64
 	// stale buckets were written elsewhere and are reloaded on next use.
 	// Each mark holds the value of staleSeq when it was set, so a reload
@@ -453,9 +455,16 @@ func (b *backend) saveRevocation(ctx context.Context, s logical.Storage, r *revo
 	return nil
 }
 
-// tidyRevocations deletes entries whose tokens have all expired and
-// returns how many it deleted. It reads only buckets whose earliest
-// expiry has passed.
+// revocationHoldRecheck is how often tidy reads again a bucket whose
+// expired entries live refresh families still needed at its last read:
+// they can go only once those families refresh or expire, and re-reading
+// such buckets every minute would cost a storage read each.
+const revocationHoldRecheck = time.Hour
+
+// tidyRevocations deletes entries whose tokens have all expired and that
+// no live refresh family needs (see familyCover), and returns how many it
+// deleted. It reads only buckets whose earliest expiry (or recheck time)
+// has passed. Until tidy knows every refresh family it deletes nothing.
 func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, error) {
 	idx, err := b.getRevocations(ctx, s)
 	if err != nil {
@@ -464,6 +473,11 @@ func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, 
 	b.revMu.Lock()
 	defer b.revMu.Unlock()
 	now, n := b.now(), 0
+	cover, ok := b.familyCover(now)
+	if !ok {
+		b.Logger().Debug("tidy: keeping expired revocations until every refresh family is known")
+		return 0, nil
+	}
 	for kind := range numKinds {
 		for bucket := range revocationBuckets {
 			idx.mu.RLock()
@@ -476,9 +490,17 @@ func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, 
 			if err != nil {
 				return n, err
 			}
-			removed := 0
+			removed, held := 0, false
+			var nextExpiry int64
 			for key, r := range rb.Entries {
-				if !now.Before(r.Expires) {
+				switch {
+				case now.Before(r.Expires):
+					if exp := r.Expires.Unix(); nextExpiry == 0 || exp < nextExpiry {
+						nextExpiry = exp
+					}
+				case cover.needs(r):
+					held = true
+				default:
 					delete(rb.Entries, key)
 					removed++
 				}
@@ -491,6 +513,13 @@ func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, 
 			n += removed
 			idx.mu.Lock()
 			idx.set(kind, bucket, rb)
+			if held {
+				recheck := now.Add(revocationHoldRecheck).Unix()
+				if nextExpiry != 0 && nextExpiry < recheck {
+					recheck = nextExpiry
+				}
+				idx.minExpires[kind][bucket] = recheck
+			}
 			idx.mu.Unlock()
 		}
 	}
