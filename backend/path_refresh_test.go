@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -470,4 +471,68 @@ func TestTidyKeepsRevocationsOfLiveFamilies(t *testing.T) {
 			t.Fatalf("tidy with every family known removed %v entries, want 1", n)
 		}
 	})
+}
+
+// failNthPut fails the nth Put (1-based) made through it.
+type failNthPut struct {
+	logical.Storage
+	n    int32
+	puts atomic.Int32
+}
+
+func (f *failNthPut) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if f.puts.Add(1) == f.n {
+		return errStorage
+	}
+	return f.Storage.Put(ctx, e)
+}
+
+// TestRefreshReuseSurvivesFailedWrites: reuse marks the family revoked
+// before it revokes the family's access tokens one storage write at a
+// time, so a write failing part way leaves no live family; presenting any of
+// the family's refresh tokens again completes the access-token revocations,
+// without duplicating entries.
+func TestRefreshReuseSurvivesFailedWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failPut  int32 // of the reuse request's writes: the family, then one per access token
+		next     string
+		nextWant string
+	}{
+		// Nothing was stored: the family is alive, and the reuse is seen
+		// again.
+		{"marking the family fails", 1, "stolen", "already used"},
+		{"first token's revocation fails", 2, "thief's", "family was revoked"},
+		{"second token's revocation fails", 3, "thief's", "family was revoked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := refreshBackend(t)
+			first := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data
+			stolen := first["refresh_token"].(string)
+			second := tb.mustWrite(t, "refresh", map[string]any{"refresh_token": stolen}).Data // the thief's
+			thiefs := second["refresh_token"].(string)
+
+			// The victim presents the used token; one write fails.
+			inner := tb.storage
+			tb.storage = &failNthPut{Storage: inner, n: tc.failPut}
+			resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": stolen})
+			if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != 500 {
+				t.Fatalf("reuse with write %d failing: status %d, want 500", tc.failPut, code)
+			}
+			tb.storage = inner
+
+			rt := map[string]string{"stolen": stolen, "thief's": thiefs}[tc.next]
+			tb.refusedRefresh(t, rt, tc.nextWant)
+			for name, tok := range map[string]any{"first": first["token"], "thief's": second["token"]} {
+				if active, reason, _ := tb.verify(t, tok.(string), ""); active || !strings.Contains(reason, "revoked") {
+					t.Errorf("%s access token after the %s refresh token was presented again: active=%v %q", name, tc.next, active, reason)
+				}
+			}
+			// Again: nothing more to write, and no entry twice.
+			tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": thiefs}, "family was revoked")
+			if jtis := tb.mustRead(t, "revocations").Data["jtis"].([]any); len(jtis) != 2 {
+				t.Errorf("revocations list %d jtis, want the family's 2: %v", len(jtis), jtis)
+			}
+		})
+	}
 }

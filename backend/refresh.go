@@ -272,6 +272,11 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		if f.RevokedReason != "" {
 			return revokedFamilyRefusal(f.RevokedReason)
 		}
+		// Revoked for reuse: finish revoking its access tokens, in case a
+		// write failed part way.
+		if resp, err := b.revokeFamilyTokens(ctx, s, f, now); resp != nil || err != nil {
+			return resp, err
+		}
 		return badRequest(`invalid "refresh_token": its token family was revoked at %s after a used refresh token was presented again; issue a new token`, f.RevokedAt.UTC().Format(time.RFC3339))
 	}
 	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(f.SecretHash)) != 1 {
@@ -339,22 +344,44 @@ func revokedFamilyRefusal(reason string) (*logical.Response, error) {
 
 // revokeFamily answers a refresh token that is not its family's latest:
 // the family is revoked, with every access token of it not yet expired.
+// The family is marked first, so a write failing after it leaves no live
+// family; the access tokens are revoked one bucket write at a time, and
+// whatever a failure leaves undone is done when any of the family's refresh
+// tokens is presented again.
 func (b *backend) revokeFamily(ctx context.Context, s logical.Storage, f *refreshFamily, now time.Time) (*logical.Response, error) {
-	for _, t := range f.Tokens {
-		if !now.Before(t.Exp.Add(verifyLeeway)) {
-			continue
-		}
-		r := &revocation{Issuer: t.Issuer, JTI: t.JTI, Expires: t.Exp.Add(verifyLeeway), RevokedAt: now}
-		if err := b.saveRevocation(ctx, s, r); err != nil {
-			return b.respondErr(err, "refresh: revoking family tokens failed", "role", f.Role)
-		}
-	}
 	f.RevokedAt = now
 	if err := b.saveFamily(ctx, s, f); err != nil {
 		return b.respondErr(err, "refresh: revoking family failed", "role", f.Role)
 	}
+	if resp, err := b.revokeFamilyTokens(ctx, s, f, now); resp != nil || err != nil {
+		return resp, err
+	}
 	b.Logger().Warn("refresh token reused: token family revoked", "role", f.Role, "family", hashSecret(f.ID)[:16], "access_tokens_revoked", len(f.Tokens), "refreshes", f.Refreshes)
 	return badRequest(`invalid "refresh_token": already used (or not its family's latest); a used refresh token presented again suggests theft, so every token of its family is now revoked; issue a new token`)
+}
+
+// revokeFamilyTokens revokes by jti each access token of a family revoked
+// for reuse that has not expired and is not revoked yet, as of the
+// family's RevokedAt: doing it again changes nothing. A non-nil answer or
+// error ends the request.
+func (b *backend) revokeFamilyTokens(ctx context.Context, s logical.Storage, f *refreshFamily, now time.Time) (*logical.Response, error) {
+	idx, err := b.getRevocations(ctx, s)
+	if err != nil {
+		return b.respondErr(err, "refresh: reading revocations failed")
+	}
+	for _, t := range f.Tokens {
+		if !now.Before(t.Exp.Add(verifyLeeway)) {
+			continue
+		}
+		if _, done := idx.lookup(kindJTI, newRevKey(t.Issuer, t.JTI)); done {
+			continue
+		}
+		r := &revocation{Issuer: t.Issuer, JTI: t.JTI, Expires: t.Exp.Add(verifyLeeway), RevokedAt: f.RevokedAt}
+		if err := b.saveRevocation(ctx, s, r); err != nil {
+			return b.respondErr(err, "refresh: revoking family tokens failed", "role", f.Role)
+		}
+	}
+	return nil, nil
 }
 
 // tidyRefreshFamilies deletes families whose refresh token has expired and
