@@ -40,6 +40,9 @@ type backend struct {
 	aws   *awsState
 	// newKMSAPI builds KMS clients; tests replace it.
 	newKMSAPI newKMSAPIFunc
+	// afterIssuerConfig, if set, runs in isOurIssuer once it has the
+	// config: tests change the config there. Nil in production.
+	afterIssuerConfig func()
 
 	// revMu serialises changes to revocation buckets.
 	revMu sync.Mutex

@@ -171,7 +171,9 @@ func (b *backend) keyVersionByKid(ctx context.Context, s logical.Storage, kid st
 }
 
 // isOurIssuer: iss is the configured issuer or a role's own. The set is
-// cached and dropped with any role or config change.
+// cached and dropped with any role or config change. gen is read before
+// anything the set is built from, as getJWKS does: a drop after that point
+// changes gen and the set is not cached.
 func (b *backend) isOurIssuer(ctx context.Context, s logical.Storage, iss string) (bool, error) {
 	if iss == "" {
 		return false, nil
@@ -180,13 +182,16 @@ func (b *backend) isOurIssuer(ctx context.Context, s logical.Storage, iss string
 	set := b.issuers
 	b.cacheMu.RUnlock()
 	if set == nil {
+		b.cacheMu.RLock()
+		gen := b.gen
+		b.cacheMu.RUnlock()
 		cfg, err := b.getConfig(ctx, s)
 		if err != nil {
 			return false, err
 		}
-		b.cacheMu.RLock()
-		gen := b.gen
-		b.cacheMu.RUnlock()
+		if b.afterIssuerConfig != nil {
+			b.afterIssuerConfig()
+		}
 		names, err := s.List(ctx, rolePrefix)
 		if err != nil {
 			return false, fmt.Errorf("listing roles: %w", err)

@@ -251,3 +251,36 @@ func TestVerifyUsesCaches(t *testing.T) {
 		t.Fatalf("after the role's issuer changed: %v %s", active, reason)
 	}
 }
+
+// TestIssuerSetFollowsConfigChange: a config change that another node makes
+// (and Vault invalidates here) while this node builds its issuer set, after
+// it has read the old config, does not leave a set without the new issuer
+// cached: tokens of the new issuer verify.
+func TestIssuerSetFollowsConfigChange(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	tb.dropConfig() // the next verify builds the issuer set
+	tb.afterIssuerConfig = func() {
+		tb.afterIssuerConfig = nil
+		entry, err := logical.StorageEntryJSON(configPath, &config{Issuer: "https://new.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.storage.Put(t.Context(), entry); err != nil {
+			t.Fatal(err)
+		}
+		tb.Backend.InvalidateKey(t.Context(), configPath)
+	}
+	tb.verify(t, tb.issue(t, "r", nil).data["token"].(string), "") // raced with the change: either answer is right
+	if tb.afterIssuerConfig != nil {
+		t.Fatal("verify did not build the issuer set: the test proves nothing")
+	}
+	tok := tb.issue(t, "r", nil)
+	if tok.claims["iss"] != "https://new.test" {
+		t.Fatalf("iss %v after the config change", tok.claims["iss"])
+	}
+	if active, reason, _ := tb.verify(t, tok.data["token"].(string), ""); !active {
+		t.Fatalf("a token of the new issuer: inactive (%s); an issuer set built from the old config was cached", reason)
+	}
+}
