@@ -536,3 +536,42 @@ func TestRefreshReuseSurvivesFailedWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestTidyRefreshFamiliesKeepsChangesDuringReread: a family that another
+// node changes while tidy re-reads it (after the read) is read again by the
+// next tidy, not left in tidy's index as the older read: a revocation of
+// the family's new latest token is kept while the family lives.
+func TestTidyRefreshFamiliesKeepsChangesDuringReread(t *testing.T) {
+	tb := longRefreshBackend(t)
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	id, _, _ := strings.Cut(rt, ".")
+	tb.mustWrite(t, "tidy", nil) // the first scan
+	tb.Backend.InvalidateKey(t.Context(), refreshPrefix+id)
+
+	// While tidy re-reads the family, the other node refreshes it again.
+	inner := tb.storage
+	hs := &hookGetStorage{Storage: inner, key: refreshPrefix + id, onGet: func() {
+		f, err := loadFamily(t.Context(), inner, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Tokens = append(f.Tokens, familyToken{JTI: "issued-elsewhere", Issuer: "https://vault.test/v1/jwt", Exp: tb.clock.Now().Add(5 * time.Minute)})
+		f.LastIssuedAt = tb.clock.Now()
+		entry, err := logical.StorageEntryJSON(refreshPrefix+id, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inner.Put(t.Context(), entry); err != nil {
+			t.Fatal(err)
+		}
+		tb.Backend.InvalidateKey(t.Context(), refreshPrefix+id)
+	}}
+	if _, err := tb.tidyRefreshFamilies(t.Context(), hs); err != nil {
+		t.Fatal(err)
+	}
+	tb.mustWrite(t, "revoke", map[string]any{"jti": "issued-elsewhere", "exp": tb.clock.Now().Add(5 * time.Minute).Unix()})
+	tb.clock.Add(10 * time.Minute)
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
+		t.Fatalf("tidy removed %v entries: the revocation of a live family's latest token went", n)
+	}
+}

@@ -132,6 +132,9 @@ type familyIndex struct {
 	// meanwhile; they are merged over what the scan read, which may be
 	// older or miss them.
 	pending map[string]familyInfo
+	// seq numbers notes, so tidy can tell a family noted after it chose
+	// to re-read it: that note is newer than the read and is kept.
+	seq uint64
 }
 
 // familyInfo is what the index keeps of a family.
@@ -143,6 +146,8 @@ type familyInfo struct {
 	lastJTI      string
 	// revoked families have ended for good and need no entry.
 	revoked bool
+	// seq is the note's number (see familyIndex.seq).
+	seq uint64
 }
 
 func infoOf(f *refreshFamily) familyInfo {
@@ -156,6 +161,8 @@ func infoOf(f *refreshFamily) familyInfo {
 func (b *backend) noteFamily(id string, fi familyInfo) {
 	b.families.mu.Lock()
 	defer b.families.mu.Unlock()
+	b.families.seq++
+	fi.seq = b.families.seq
 	switch {
 	case b.families.exp != nil:
 		b.families.exp[id] = fi
@@ -396,10 +403,12 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 
 	b.families.mu.Lock()
 	var due []string
+	seen := map[string]uint64{} // the note each due family had
 	scan := b.families.exp == nil
 	for id, fi := range b.families.exp {
 		if !now.Before(fi.expires) {
 			due = append(due, id)
+			seen[id] = fi.seq
 		}
 	}
 	if scan {
@@ -457,6 +466,9 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 		b.families.exp, b.families.pending = known, nil
 	} else {
 		for _, id := range due {
+			if b.families.exp[id].seq != seen[id] {
+				continue // noted since it was read: the note is newer
+			}
 			if fi, ok := known[id]; ok {
 				b.families.exp[id] = fi
 			} else {
