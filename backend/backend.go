@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -156,8 +157,10 @@ func newBackend(opts ...Option) *backend {
 
 // HandleRequest decodes JSON-object fields that arrive as strings (as the
 // vault CLI sends `claims='{"a":1}'`) before the framework sees them; see
-// decodeJSONFields. Issue requests, the hot path, skip the framework's
-// routing (see handleIssue); everything else goes through it.
+// decodeJSONFields. Then every field must convert to its type (see
+// checkFields: the 400 names the field and never quotes the value). Issue
+// requests, the hot path, skip the framework's routing (see handleIssue);
+// everything else goes through it.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if resp := decodeJSONFields(req); resp != nil {
 		return resp, logical.ErrInvalidRequest
@@ -167,17 +170,22 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 			return b.handleIssue(ctx, req, name)
 		}
 	}
-	return b.Backend.HandleRequest(ctx, req)
+	return b.viaFramework(ctx, req)
 }
 
 // HandleExistenceCheck runs before HandleRequest on create and update,
 // over the same fields. It only needs the name in the path, so it sees a
 // copy of the request without the JSON-object fields: the framework would
 // refuse their string form here, and HandleRequest reports a bad value as
-// a 400 naming the field.
+// a 400 naming the field. The other fields are checked here as in
+// HandleRequest, so that the framework's conversion error, which quotes
+// the value, is never what the caller gets.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
 	if stripped, ok := withoutJSONFields(req); ok {
 		req = stripped
+	}
+	if resp := b.routedFields(req); resp != nil {
+		return false, false, errutil.UserError{Err: resp.Error().Error()}
 	}
 	return b.Backend.HandleExistenceCheck(ctx, req)
 }

@@ -287,3 +287,90 @@ func slicesContainsPrefix(list []string, p string) bool {
 	}
 	return false
 }
+
+// TestFieldTypeErrorsEchoNoValue: a value of the wrong type is a 400 naming
+// the field and the type it needs, and never quotes the value: the
+// framework's own conversion error would put a refresh token, a token or an
+// AWS secret sent as a list or an object into the error, and from there
+// into clients' logs. It holds on every path, including the issue fast
+// path, batch items and the existence check of keys and roles.
+func TestFieldTypeErrorsEchoNoValue(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/rr", map[string]any{"key": "k", "refresh_ttl": "1h", "allowed_subjects": "*"})
+	issued := tb.mustWrite(t, "issue/rr", nil).Data
+	rt, tok := issued["refresh_token"].(string), issued["token"].(string)
+	const aws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	const sess = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
+	const marker = "SeCrEtMaRkEr"
+	for _, tc := range []struct {
+		name, path string
+		data       map[string]any
+		secret     string
+		want       []string
+	}{
+		{"refresh_token as a list", "refresh", map[string]any{"refresh_token": []any{rt}}, rt, []string{`invalid "refresh_token": must be a string`}},
+		{"refresh_token as an object", "refresh", map[string]any{"refresh_token": map[string]any{"t": rt}}, rt, []string{`invalid "refresh_token": must be a string`}},
+		{"verify token as a list", "verify", map[string]any{"token": []any{tok}}, tok, []string{`invalid "token": must be a string`}},
+		{"revoke token as an object", "revoke", map[string]any{"token": map[string]any{"t": tok}}, tok, []string{`invalid "token": must be a string`}},
+		{"secret_key as a list", "config/aws", map[string]any{"access_key": "AKID", "secret_key": []any{aws}}, aws, []string{`invalid "secret_key": must be a string`}},
+		{"session_token as an object", "config/aws", map[string]any{"session_token": map[string]any{"v": sess}}, sess, []string{`invalid "session_token": must be a string`}},
+		{"revoke exp as a string", "revoke", map[string]any{"jti": "x", "exp": marker}, marker, []string{`invalid "exp": must be an integer`}},
+		{"issue subject as a list", "issue/rr", map[string]any{"subject": []any{marker}}, marker, []string{`invalid "subject": must be a string`}},
+		{"issue ttl not a duration", "issue/rr", map[string]any{"ttl": marker}, marker, []string{`invalid "ttl": must be a duration`}},
+		{"batch item subject as a list", "issue/rr", map[string]any{"batch_input": []any{map[string]any{"subject": []any{marker}}}}, marker, nil},
+		{"role jti not a boolean", "roles/rr", map[string]any{"jti": marker}, marker, []string{`invalid "jti": must be a boolean`}},
+		{"role ttl not a duration", "roles/rr", map[string]any{"ttl": []any{marker}}, marker, []string{`invalid "ttl": must be a duration`}},
+		{"new role max_audiences not an integer", "roles/new", map[string]any{"key": "k", "max_audiences": marker}, marker, []string{`invalid "max_audiences": must be an integer`}},
+		{"key verification_ttl not a duration", "keys/k", map[string]any{"verification_ttl": marker}, marker, []string{`invalid "verification_ttl": must be a duration`}},
+		{"config jwks_max_age negative", "config", map[string]any{"jwks_max_age": "-5"}, "-5", []string{`invalid "jwks_max_age"`, "negative"}},
+		{"revocations limit not an integer", "revocations", map[string]any{"limit": marker}, marker, []string{`invalid "limit": must be an integer`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var op logical.Operation = logical.UpdateOperation
+			if tc.path == "revocations" {
+				op = logical.ReadOperation
+			}
+			if tc.want == nil {
+				// A batch item's error is its result, in a 200.
+				resp := tb.mustWrite(t, tc.path, tc.data)
+				got := fmt.Sprint(resp.Data["batch_results"])
+				if !strings.Contains(got, `invalid "subject": must be a string`) || strings.Contains(got, tc.secret) {
+					t.Fatalf("batch result %s", got)
+				}
+				return
+			}
+			tb.wantBadRequest(t, op, tc.path, tc.data, tc.want...)
+			resp, err := tb.request(t, op, tc.path, tc.data)
+			if msg := fmt.Sprint(resp.Error(), err); strings.Contains(msg, tc.secret) {
+				t.Fatalf("the error quotes the value: %s", msg)
+			}
+			if strings.Contains(tb.logs.String(), tc.secret) {
+				t.Fatal("the value is in the log")
+			}
+		})
+	}
+}
+
+// TestWeaklyTypedInputs: the conversions the framework makes (numbers for
+// strings, strings for numbers and booleans, duration strings, comma lists)
+// still work with the engine's own type check in front of it.
+func TestWeaklyTypedInputs(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"verification_ttl": json.Number("86400"), "rotation_period": "0"})
+	d := tb.mustWrite(t, "roles/r", map[string]any{
+		"key": "k", "subject": json.Number("12345"), "audiences": "a,b", "allowed_audiences": []any{"a", "b", "c"},
+		"allowed_subjects": "user-*", "jti": "false", "ttl": "10m", "max_ttl": 7200, "not_before_skew": json.Number("30"),
+		"max_audiences": "2", "allowed_claims": "n",
+	}).Data
+	if d["subject"] != "12345" || d["jti"] != false || d["ttl"] != int64(600) || d["max_ttl"] != int64(7200) ||
+		d["not_before_skew"] != int64(30) || d["max_audiences"] != 2 || fmt.Sprint(d["audiences"]) != "[a b]" {
+		t.Fatalf("role: %#v", d)
+	}
+	tok := tb.issue(t, "r", map[string]any{"ttl": "120", "audience": "a,c"})
+	if fmt.Sprint(tok.claims["aud"]) != "[a c]" || tok.data["expires_in"] != int64(120) {
+		t.Fatalf("issue: %v %v", tok.claims, tok.data)
+	}
+	tb.mustWrite(t, "revoke", map[string]any{"jti": json.Number("42"), "exp": "2000000000"})
+	tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "1h"})
+}

@@ -154,7 +154,7 @@ func (b *backend) issueItem(ctx context.Context, req *logical.Request, name stri
 		item["claims"] = obj
 	}
 	d := &framework.FieldData{Raw: item, Schema: batchItemFields}
-	if err := d.Validate(); err != nil {
+	if err := checkFields(batchItemFields, "", item); err != nil {
 		return fail(err.Error())
 	}
 	if _, ok := d.GetOk("reference"); ok && !isString(item["reference"]) {

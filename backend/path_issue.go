@@ -22,7 +22,7 @@ import (
 
 func pathIssue(b *backend) *framework.Path {
 	return &framework.Path{
-		Pattern: "issue/" + framework.GenericNameRegex("role"),
+		Pattern: issuePattern,
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
 			OperationVerb:   "issue",
@@ -100,11 +100,14 @@ func (b *backend) pathIssue(ctx context.Context, req *logical.Request, d *framew
 	return b.issueRequest(ctx, req, d.Get("role").(string), d)
 }
 
-// issuePathFields is the issue path's schema, for handleIssue.
-var issuePathFields = issueFields()
+// issuePattern and issuePathFields are the issue path's, for handleIssue.
+var (
+	issuePattern    = "issue/" + framework.GenericNameRegex("role")
+	issuePathFields = issueFields()
+)
 
-// handleIssue does for issue/<name> what framework.Backend.HandleRequest
-// does for any path — field validation, and warnings for unknown fields
+// handleIssue does for issue/<name> what viaFramework does for any path —
+// field validation (checkFields), and warnings for unknown fields
 // and for a "role" field the URL overrides — without matching the request
 // against every path's regular expression and building a copy of its
 // data: a third of the engine's own cost per token, measured with
@@ -118,10 +121,8 @@ func (b *backend) handleIssue(ctx context.Context, req *logical.Request, name st
 		}
 	}
 	d := &framework.FieldData{Raw: req.Data, Schema: issuePathFields}
-	if len(req.Data) > 0 {
-		if err := d.Validate(); err != nil {
-			return logical.ErrorResponse(fmt.Sprintf("Field validation failed: %s", err.Error())), nil
-		}
+	if err := checkFields(issuePathFields, issuePattern, req.Data); err != nil {
+		return badRequest("%s", err)
 	}
 	resp, err := b.issueRequest(ctx, req, name, d)
 	if err != nil || resp == nil {

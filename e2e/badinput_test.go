@@ -45,6 +45,8 @@ func TestBadInput(t *testing.T) {
 		{"audience matching no pattern", []string{"write", mountPath + "/issue/r", "audience=https://evil.com"}, `"audience"`},
 		{"subject matching no pattern", []string{"write", mountPath + "/issue/r", "subject=admin"}, `"subject"`},
 		{"issue ttl above max_ttl", []string{"write", mountPath + "/issue/r", "ttl=3h"}, `"ttl"`},
+		{"boolean not a boolean", []string{"write", mountPath + "/roles/r", "jti=maybe"}, `invalid "jti": must be a boolean`},
+		{"duration not a duration", []string{"write", mountPath + "/keys/k", "verification_ttl=soon"}, `invalid "verification_ttl": must be a duration`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,6 +60,25 @@ func TestBadInput(t *testing.T) {
 			}
 			if after := snapshotOrFail(t, s); !reflect.DeepEqual(before, after) {
 				t.Fatalf("storage changed after a refused request")
+			}
+		})
+	}
+
+	// A secret sent with the wrong JSON type: the framework's conversion
+	// error would quote it; the engine's names only the field.
+	for _, tc := range []struct{ path, body, field, secret string }{
+		{"/refresh", `{"refresh_token": ["e2eSecretRefreshToken.x"]}`, "refresh_token", "e2eSecretRefreshToken"},
+		{"/verify", `{"token": {"t": "e2eSecretToken"}}`, "token", "e2eSecretToken"},
+		{"/config/aws", `{"access_key": "AKID", "secret_key": ["e2eSecretAWSKey"]}`, "secret_key", "e2eSecretAWSKey"},
+	} {
+		t.Run("wrong type for "+tc.field, func(t *testing.T) {
+			r := s.run(s.rootToken, tc.body, "write", mountPath+tc.path, "-")
+			out := r.Stdout + r.Stderr
+			if r.Err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, `invalid "`+tc.field+`": must be a string`) {
+				t.Fatalf("want Code: 400 naming %s, got:\n%s", tc.field, redact(out))
+			}
+			if strings.Contains(out, tc.secret) {
+				t.Fatalf("the error quotes the value")
 			}
 		})
 	}

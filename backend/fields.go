@@ -1,0 +1,131 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// checkFields converts every value in data that schema knows to its
+// field's type, as the framework's FieldData.Validate does (with the same
+// weak typing: numbers for strings, "true" for booleans, duration strings,
+// comma-separated lists), and reports the first field, in name order, that
+// does not convert. Unlike the framework's error, which quotes the value,
+// its message names only the field and the type the field needs: a refresh
+// token, a token or an AWS secret sent as a list or an object must never be
+// echoed.
+//
+// Fields the path's pattern captures from the URL are skipped: the
+// framework replaces their values with the URL's.
+//
+// It allocates nothing when every value converts.
+func checkFields(schema map[string]*framework.FieldSchema, pattern string, data map[string]any) error {
+	var bad []string
+	fd := framework.FieldData{Raw: data, Schema: schema}
+	for k, v := range data {
+		s := schema[k]
+		if s == nil {
+			continue
+		}
+		if rule := fieldRule(&fd, k, s, v); rule != "" && !strings.Contains(pattern, "(?P<"+k+">") {
+			bad = append(bad, k, rule)
+		}
+	}
+	if bad == nil {
+		return nil
+	}
+	first := 0
+	for i := 2; i < len(bad); i += 2 {
+		if bad[i] < bad[first] {
+			first = i
+		}
+	}
+	return fmt.Errorf("invalid %q: %s", bad[first], bad[first+1])
+}
+
+// fieldRule returns the rule value v of field k breaks, or "".
+func fieldRule(fd *framework.FieldData, k string, s *framework.FieldSchema, v any) string {
+	switch s.Type {
+	case framework.TypeDurationSecond, framework.TypeSignedDurationSecond:
+		return durationRule(s.Type, v)
+	}
+	if _, _, err := fd.GetOkErr(k); err != nil {
+		return typeRule(s.Type)
+	}
+	return ""
+}
+
+// durationRule checks a duration as the framework's TypeDurationSecond
+// reads it: an integer number of seconds, a Go duration string, or an
+// integer with the suffix d.
+func durationRule(t framework.FieldType, v any) string {
+	const want = "must be a duration: whole seconds (90) or a number with a unit (90s, 10m, 24h)"
+	if v == nil {
+		return ""
+	}
+	d, err := parseutil.ParseDurationSecond(v)
+	switch {
+	case errors.Is(err, parseutil.ErrDurationMultiplicationOverflow):
+		return want + ", and not this large"
+	case err != nil:
+		return want
+	case t == framework.TypeDurationSecond && d < 0:
+		return want + ", not negative"
+	}
+	return ""
+}
+
+// typeRule names what a field of type t must be.
+func typeRule(t framework.FieldType) string {
+	switch t {
+	case framework.TypeString, framework.TypeLowerCaseString, framework.TypeNameString:
+		return "must be a string"
+	case framework.TypeBool:
+		return "must be a boolean (true or false)"
+	case framework.TypeInt, framework.TypeInt64:
+		return "must be an integer"
+	case framework.TypeFloat:
+		return "must be a number"
+	case framework.TypeMap:
+		return "must be a JSON object"
+	case framework.TypeSlice:
+		return "must be a list"
+	case framework.TypeStringSlice, framework.TypeCommaStringSlice:
+		return "must be a string or a list of strings"
+	case framework.TypeCommaIntSlice:
+		return "must be a list of integers"
+	}
+	return "has the wrong type"
+}
+
+// routedFields checks req's fields against the schema of the path it
+// routes to, as the framework would before calling the handler (it checks
+// every operation but help); a 400 naming the field if one does not
+// convert, nil otherwise.
+func (b *backend) routedFields(req *logical.Request) *logical.Response {
+	if len(req.Data) == 0 || req.Operation == logical.HelpOperation {
+		return nil
+	}
+	p := b.Route(req.Path)
+	if p == nil {
+		return nil
+	}
+	if err := checkFields(p.Fields, p.Pattern, req.Data); err != nil {
+		return logical.ErrorResponse(err.Error())
+	}
+	return nil
+}
+
+// viaFramework answers req through the framework's routing, after the
+// engine's own field check.
+func (b *backend) viaFramework(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if resp := b.routedFields(req); resp != nil {
+		return resp, logical.ErrInvalidRequest
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
