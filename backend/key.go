@@ -155,6 +155,19 @@ func (k *key) validate() error {
 	return nil
 }
 
+// validateBounds checks the upper bounds of k's durations, which a write
+// must keep. validate does not check them: a key stored with more, before
+// the bounds existed, still loads and is maintained.
+func (k *key) validateBounds() error {
+	if k.VerificationTTL > maxTokenTTL {
+		return fmt.Errorf(`invalid "verification_ttl" %s: must be at most %s (10 years)`, k.VerificationTTL, maxTokenTTL)
+	}
+	if k.RotationPeriod > maxTokenTTL {
+		return fmt.Errorf(`invalid "rotation_period" %s: must be 0 (never) or at most %s (10 years)`, k.RotationPeriod, maxTokenTTL)
+	}
+	return nil
+}
+
 // activation is when v starts (or started) signing.
 func (v *keyVersion) activation() time.Time {
 	if v.ActivatesAt.IsZero() {

@@ -71,12 +71,12 @@ func pathKeys(b *backend) *framework.Path {
 			"rotation_period": {
 				Type:        framework.TypeDurationSecond,
 				Default:     0,
-				Description: "Rotate a local key automatically this long after its current version started signing: the next version is published jwt/config's jwks_max_age before that and signs from then on. 0 never rotates. At least 1h. awskms keys rotate only to a new KMS key, with keys/<name>/rotate.",
+				Description: "Rotate a local key automatically this long after its current version started signing: the next version is published jwt/config's jwks_max_age before that and signs from then on. 0 never rotates. At least 1h, at most 87600h (10 years). awskms keys rotate only to a new KMS key, with keys/<name>/rotate.",
 			},
 			"verification_ttl": {
 				Type:        framework.TypeDurationSecond,
 				Default:     int(defaultVerificationTTL.Seconds()),
-				Description: "How long a version stays published in the JWKS after it stops signing. Must be at least the max_ttl of every role using the key. At least 1m.",
+				Description: "How long a version stays published in the JWKS after it stops signing. Must be at least the max_ttl of every role using the key. At least 1m, at most 87600h (10 years).",
 			},
 		},
 		ExistenceCheck: b.keyExists,
@@ -228,6 +228,9 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 	}
 	if v, ok := d.GetOk("verification_ttl"); ok {
 		k.VerificationTTL = time.Duration(v.(int)) * time.Second
+	}
+	if err := k.validateBounds(); err != nil {
+		return badRequest("%s", err)
 	}
 
 	if existing != nil {

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"sort"
@@ -139,13 +140,13 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		}
 		// A token issued up to not_before_skew after now has an iat at or
 		// before now, so it is covered too and may live that much longer.
-		r.Role, r.RoleTag, r.Before, r.Expires = roleName, roleTag(roleName), now, now.Add(role.MaxTTL+role.NotBeforeSkew+verifyLeeway)
+		r.Role, r.RoleTag, r.Before, r.Expires = roleName, roleTag(roleName), now, now.Add(addDurations(role.MaxTTL, role.NotBeforeSkew, verifyLeeway))
 	default:
 		maxTTL, err := b.longestMaxTTL(ctx, req.Storage)
 		if err != nil {
 			return b.respondErr(err, "revoke: listing roles failed")
 		}
-		r.Subject, r.Before, r.Expires = subject, now, now.Add(maxTTL+verifyLeeway)
+		r.Subject, r.Before, r.Expires = subject, now, now.Add(addDurations(maxTTL, verifyLeeway))
 	}
 	if r.Issuer == "" && roleName == "" {
 		return badRequest(`invalid "issuer": no issuer given and none configured in jwt/config`)
@@ -184,10 +185,25 @@ func (b *backend) longestMaxTTL(ctx context.Context, s logical.Storage) (time.Du
 			return 0, err
 		}
 		if r != nil {
-			longest = max(longest, r.MaxTTL+r.NotBeforeSkew)
+			longest = max(longest, addDurations(r.MaxTTL, r.NotBeforeSkew))
 		}
 	}
 	return longest, nil
+}
+
+// addDurations is the sum of ds, which are not negative, saturating at the
+// largest time.Duration instead of wrapping into the past. Written roles
+// keep these sums far from the limit (maxTokenTTL); a role stored before
+// the bound existed may not.
+func addDurations(ds ...time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range ds {
+		if d > math.MaxInt64-sum {
+			return math.MaxInt64
+		}
+		sum += d
+	}
+	return sum
 }
 
 // Pages of jwt/revocations.

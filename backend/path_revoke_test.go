@@ -556,3 +556,37 @@ func TestRevocationInvalidateDuringReload(t *testing.T) {
 		}
 	})
 }
+
+// TestRevokeLongMaxTTLRole: a role revocation lasts max_ttl +
+// not_before_skew + 30s. A role stored with a max_ttl near time.Duration's
+// limit (from before max_ttl had a bound) must not overflow that sum into
+// the past, where tidy would delete the entry at once and its tokens would
+// be active again.
+func TestRevokeLongMaxTTLRole(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "10m", "not_before_skew": "1h", "allowed_subjects": "*"})
+	tok := tb.mustWrite(t, "issue/r", map[string]any{"subject": "alice"}).Data["token"].(string)
+	r, err := loadRole(t.Context(), tb.storage, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.MaxTTL = 9223372036 * time.Second
+	entry, _ := logical.StorageEntryJSON(rolePrefix+"r", r)
+	if err := tb.storage.Put(t.Context(), entry); err != nil {
+		t.Fatal(err)
+	}
+	tb.dropRole("r")
+	for _, data := range []map[string]any{{"role": "r"}, {"subject": "alice"}} {
+		d := tb.mustWrite(t, "revoke", data).Data
+		if exp, _ := time.Parse(time.RFC3339, d["expires_at"].(string)); exp.Before(tb.clock.Now().Add(100 * 365 * 24 * time.Hour)) {
+			t.Fatalf("revoke %v: expires_at %v", data, d["expires_at"])
+		}
+	}
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
+		t.Fatalf("tidy removed %v revocations of live tokens", n)
+	}
+	if active, _, _ := tb.verify(t, tok, ""); active {
+		t.Fatal("revoked token active after tidy")
+	}
+}

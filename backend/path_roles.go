@@ -42,12 +42,12 @@ func pathRoles(b *backend) *framework.Path {
 			"ttl": {
 				Type:        framework.TypeDurationSecond,
 				Default:     int(defaultTTL.Seconds()),
-				Description: "Default token lifetime.",
+				Description: "Default token lifetime; at most max_ttl.",
 			},
 			"max_ttl": {
 				Type:        framework.TypeDurationSecond,
 				Default:     int(defaultMaxTTL.Seconds()),
-				Description: "Longest lifetime a caller may ask for. At most the key's verification_ttl.",
+				Description: "Longest lifetime a caller may ask for. At most the key's verification_ttl, and at most 87600h (10 years).",
 			},
 			"audiences": {
 				Type:        framework.TypeCommaStringSlice,

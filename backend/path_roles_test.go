@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -106,6 +107,9 @@ func TestRoleBadInput(t *testing.T) {
 		{"empty audience", map[string]any{"key": "k", "audiences": []string{"a", ""}}, []string{`"audiences"`, "must not be empty"}},
 		{"zero ttl", map[string]any{"key": "k", "ttl": "0s"}, []string{`"ttl"`, "positive"}},
 		{"negative ttl", map[string]any{"key": "k", "ttl": "-5m"}, []string{"ttl"}},
+		{"max_ttl above 10 years", map[string]any{"key": "k", "max_ttl": "87601h"}, []string{`"max_ttl"`, "at most 87600h"}},
+		{"max_ttl near time.Duration's limit", map[string]any{"key": "k", "max_ttl": "9223372036"}, []string{`"max_ttl"`, "at most 87600h"}},
+		{"ttl above 10 years", map[string]any{"key": "k", "ttl": "87601h", "max_ttl": "87601h"}, []string{"at most 87600h"}},
 	}
 	for _, c := range reservedClaims {
 		cases = append(cases, struct {
@@ -123,4 +127,31 @@ func TestRoleBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRoleBeyondBoundsStillLoads: a role stored with a max_ttl beyond
+// today's bound (written before the bound existed) still loads and issues;
+// only a write must bring it within bounds.
+func TestRoleBeyondBoundsStillLoads(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	k, err := loadKey(t.Context(), tb.storage, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.VerificationTTL = 200 * 365 * 24 * time.Hour
+	entry, _ := logical.StorageEntryJSON(keyPrefix+"k", k)
+	r := &role{Name: "old", Key: "k", TTL: time.Hour, MaxTTL: 150 * 365 * 24 * time.Hour, Typ: defaultTyp, JTI: true}
+	roleEntry, _ := logical.StorageEntryJSON(rolePrefix+"old", r)
+	for _, e := range []*logical.StorageEntry{entry, roleEntry} {
+		if err := tb.storage.Put(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.dropKey("k")
+	tb.issue(t, "old", map[string]any{"ttl": "1000h"})
+	tb.mustRead(t, "keys/k")
+	tb.mustRead(t, "roles/old")
+	tb.wantBadRequest(t, logical.UpdateOperation, "roles/old", map[string]any{"typ": "at+jwt"}, `"max_ttl"`, "at most 87600h")
+	tb.wantBadRequest(t, logical.UpdateOperation, "keys/k", map[string]any{"rotation_period": "24h"}, `"verification_ttl"`, "at most 87600h")
 }

@@ -22,8 +22,14 @@ const (
 	maxClaimsBytes = 16 << 10
 	// maxNotBeforeSkew caps how far iat and nbf may be backdated.
 	maxNotBeforeSkew = time.Hour
-	maxSubjectLen    = 1024
-	maxListItems     = 256
+	// maxTokenTTL caps ttl and max_ttl, and keys' verification_ttl and
+	// rotation_period: 10 years, so that every sum the engine makes of them
+	// (a revocation lasts max_ttl + not_before_skew + 30s) stays far from
+	// time.Duration's limit of about 292 years. Checked on write only: a
+	// role or key stored with more still loads.
+	maxTokenTTL   = 10 * 365 * 24 * time.Hour
+	maxSubjectLen = 1024
+	maxListItems  = 256
 )
 
 // reservedClaims can never be set through a claims object: the engine sets
@@ -137,6 +143,9 @@ func (r *role) validate() error {
 	}
 	if r.MaxTTL <= 0 {
 		return fmt.Errorf(`invalid "max_ttl": must be positive`)
+	}
+	if r.MaxTTL > maxTokenTTL {
+		return fmt.Errorf(`invalid "max_ttl" %s: must be at most %s (10 years)`, r.MaxTTL, maxTokenTTL)
 	}
 	if r.TTL > r.MaxTTL {
 		return fmt.Errorf(`invalid "ttl" %s: greater than max_ttl %s`, r.TTL, r.MaxTTL)
