@@ -23,7 +23,7 @@ func pathRevoke(b *backend) []*framework.Path {
 			Fields: map[string]*framework.FieldSchema{
 				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired."},
 				"jti":     {Type: framework.TypeString, Description: `The "jti" to revoke; needs "exp".`},
-				"exp":     {Type: framework.TypeInt64, Description: `With "jti": the token's "exp" (Unix seconds), after which the entry can be tidied.`},
+				"exp":     {Type: framework.TypeInt64, Description: `With "jti": the token's "exp" (Unix seconds, 1 to 100000000000), after which the entry can be tidied.`},
 				"subject": {Type: framework.TypeString, Description: `Revoke every token of this "sub" issued before now.`},
 				"role":    {Type: framework.TypeString, Description: `Revoke every token this role issued before now (found by the role tag that starts each jti; roles with jti=false cannot be revoked this way).`},
 				"issuer":  {Type: framework.TypeString, Description: `With "jti" or "subject": the tokens' "iss". Default: jwt/config's issuer.`},
@@ -126,8 +126,11 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		r.Expires = exp.Add(verifyLeeway)
 	case jti != "":
 		exp, ok := d.GetOk("exp")
-		if !ok || exp.(int64) <= 0 {
+		if !ok || exp.(int64) == 0 {
 			return badRequest(`invalid "exp": required with "jti": the token's exp in Unix seconds, so the entry can be tidied after it`)
+		}
+		if e := exp.(int64); e < 0 || e > maxNumericDate {
+			return badRequest(`invalid "exp" %d: must be between 1 and %d, the token's exp in Unix seconds (as jwt/verify reads it)`, e, int64(maxNumericDate))
 		}
 		r.JTI, r.Expires = jti, time.Unix(exp.(int64), 0).Add(verifyLeeway)
 	case roleName != "":
@@ -169,6 +172,11 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 	}}
 	return resp, nil
 }
+
+// maxNumericDate is the largest exp, iat or nbf numericDate (path_verify.go)
+// accepts, in Unix seconds: in the year 5138, so every time the engine
+// derives from one can still be stored (time.Time's JSON stops at 9999).
+const maxNumericDate = 1e11
 
 // longestMaxTTL is the longest any role's token covered by a revocation
 // made now can live: max_ttl plus not_before_skew (a token issued within

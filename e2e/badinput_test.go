@@ -47,6 +47,7 @@ func TestBadInput(t *testing.T) {
 		{"issue ttl above max_ttl", []string{"write", mountPath + "/issue/r", "ttl=3h"}, `"ttl"`},
 		{"max_ttl above 10 years", []string{"write", mountPath + "/roles/r", "max_ttl=87601h"}, `"max_ttl"`},
 		{"verification_ttl above 10 years", []string{"write", mountPath + "/keys/k", "verification_ttl=87601h"}, `"verification_ttl"`},
+		{"revoke exp past the NumericDate range", []string{"write", mountPath + "/revoke", "jti=x", "exp=1000000000000000"}, `invalid "exp"`},
 		{"boolean not a boolean", []string{"write", mountPath + "/roles/r", "jti=maybe"}, `invalid "jti": must be a boolean`},
 		{"duration not a duration", []string{"write", mountPath + "/keys/k", "verification_ttl=soon"}, `invalid "verification_ttl": must be a duration`},
 	}
