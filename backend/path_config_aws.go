@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -47,13 +48,19 @@ func validateRegion(r string) error {
 	return nil
 }
 
+// validateEndpoint checks a KMS endpoint URL. Its errors never quote the
+// value: a refused endpoint may hold credentials (user:password@), and
+// even one that does not parse may.
 func validateEndpoint(e string) error {
 	if e == "" {
 		return nil
 	}
 	u, err := url.Parse(e)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return fmt.Errorf(`invalid "endpoint" %q: must be an http(s) URL such as https://kms.eu-west-1.amazonaws.com, without credentials`, e)
+	if err == nil && u.User != nil || strings.Contains(e, "@") {
+		return fmt.Errorf(`invalid "endpoint": must not contain credentials (user:password@) or any "@"; the engine signs KMS calls with config/aws's credentials`)
+	}
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf(`invalid "endpoint": must be an http(s) URL with a host, such as https://kms.eu-west-1.amazonaws.com`)
 	}
 	return nil
 }
@@ -99,7 +106,7 @@ func pathConfigAWS(b *backend) *framework.Path {
 			"session_token": {Type: framework.TypeString, Description: "AWS session token for temporary credentials. Never returned.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 			"role_arn":      {Type: framework.TypeString, Description: "IAM role to assume (STS AssumeRole) with the credentials above or the default chain."},
 			"region":        {Type: framework.TypeString, Description: "Default AWS region of KMS keys; a key's own region overrides it. Without it, AWS_REGION or shared config decide."},
-			"endpoint":      {Type: framework.TypeString, Description: "KMS endpoint URL, for a VPC endpoint; a key's own endpoint overrides it."},
+			"endpoint":      {Type: framework.TypeString, Description: "KMS endpoint URL, for a VPC endpoint: http(s), with a host, without credentials or any @. A key's own endpoint overrides it."},
 			"max_requests_per_second": {Type: framework.TypeInt, Default: 250,
 				Description: "KMS calls per second this mount makes per region; callers over it wait within their deadline. Keep it under the account's KMS quota for asymmetric signing (see Service Quotas) minus other users."},
 			"max_concurrency":  {Type: framework.TypeInt, Default: 64, Description: "KMS calls in flight per region."},

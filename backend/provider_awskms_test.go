@@ -80,6 +80,40 @@ func TestAWSConfig(t *testing.T) {
 	}
 }
 
+// TestEndpointCredentialsNotEchoed: an endpoint is refused when it holds
+// credentials, and the 400 does not repeat them, on config/aws and on an
+// awskms key; nor does the log.
+func TestEndpointCredentialsNotEchoed(t *testing.T) {
+	tb := getTestBackend(t)
+	const secret = "SuperSecretKey123"
+	for _, tc := range []struct{ name, endpoint string }{
+		{"user and password", "https://AKIAXX:" + secret + "@kms.example.com"},
+		{"user only", "https://" + secret + "@kms.example.com"},
+		{"credentials and a bad scheme", "ftp://u:" + secret + "@kms.example.com"},
+		{"credentials in an unparseable URL", "https://u:" + secret + "@kms.example.com/%zz"},
+		{"credentials in an opaque URL", "https:u:" + secret + "@kms.example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, req := range []struct {
+				path string
+				data map[string]any
+			}{
+				{"config/aws", map[string]any{"endpoint": tc.endpoint}},
+				{"keys/new", map[string]any{"provider": "awskms", "kms_key_id": "alias/x", "region": "eu-west-1", "endpoint": tc.endpoint}},
+			} {
+				tb.wantBadRequest(t, logical.UpdateOperation, req.path, req.data, `invalid "endpoint"`)
+				resp, _ := tb.request(t, logical.UpdateOperation, req.path, req.data)
+				if msg := resp.Error().Error(); strings.Contains(msg, secret) {
+					t.Fatalf("%s: the error repeats the credentials: %s", req.path, msg)
+				}
+			}
+			if strings.Contains(tb.logs.String(), secret) {
+				t.Fatal("the credentials are in the log")
+			}
+		})
+	}
+}
+
 func TestAWSKMSKeysEachAlgorithm(t *testing.T) {
 	tb, srv, _ := kmsBackend(t)
 	for _, alg := range signer.Algorithms() {

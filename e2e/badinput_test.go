@@ -67,6 +67,17 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
+	t.Run("endpoint with credentials is not echoed", func(t *testing.T) {
+		r := s.run(s.rootToken, "", "write", mountPath+"/config/aws", "endpoint=https://AKIAE2E:e2eEndpointSecret@kms.example.com")
+		out := r.Stdout + r.Stderr
+		if r.Err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, `invalid "endpoint"`) {
+			t.Fatalf("want Code: 400 naming endpoint, got:\n%s", redact(out))
+		}
+		if strings.Contains(out, "e2eEndpointSecret") {
+			t.Fatalf("the error repeats the credentials")
+		}
+	})
+
 	// A secret sent with the wrong JSON type: the framework's conversion
 	// error would quote it; the engine's names only the field.
 	for _, tc := range []struct{ path, body, field, secret string }{
