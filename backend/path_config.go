@@ -54,6 +54,9 @@ func validateIssuer(iss string) error {
 	if len(iss) > 1024 {
 		return fmt.Errorf(`invalid "issuer": longer than 1024 characters`)
 	}
+	if err := validateText("issuer", iss); err != nil {
+		return err
+	}
 	if strings.ContainsAny(iss, " \t\r\n") {
 		return fmt.Errorf(`invalid "issuer": must not contain white space`)
 	}
@@ -78,7 +81,7 @@ func pathConfig(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"issuer": {
 				Type:        framework.TypeString,
-				Description: `Default "iss" claim for roles that do not set their own. A value with ':' must be an absolute URI; OIDC discovery needs an https URL at which this mount is reachable, such as https://vault.example.com/v1/jwt.`,
+				Description: `Default "iss" claim for roles that do not set their own. A value with ':' must be an absolute URI; OIDC discovery needs an https URL at which this mount is reachable, such as https://vault.example.com/v1/jwt. ` + textRule,
 			},
 			"jwks_max_age": {
 				Type:        framework.TypeDurationSecond,

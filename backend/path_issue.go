@@ -49,11 +49,11 @@ func itemFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"audience": {
 			Type:        framework.TypeCommaStringSlice,
-			Description: `"aud" of the token, a string or a list; each must match the role's allowed_audiences. Default: the role's audiences.`,
+			Description: `"aud" of the token, a string or a list; each must match the role's allowed_audiences. Default: the role's audiences. ` + textRule,
 		},
 		"subject": {
 			Type:        framework.TypeString,
-			Description: `"sub" of the token; must match the role's allowed_subjects. Default: the role's subject.`,
+			Description: `"sub" of the token; must match the role's allowed_subjects. At most 1024 characters. Default: the role's subject. ` + textRule,
 		},
 		"claims": {
 			Type:        framework.TypeMap,
@@ -292,6 +292,12 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 	sub := r.Subject
 	if p.Subject != "" {
 		sub = p.Subject
+		if len(sub) > maxSubjectLen {
+			return badRequest(`invalid "subject": longer than %d characters`, maxSubjectLen)
+		}
+		if err := validateText("subject", sub); err != nil {
+			return badRequest("%s", err)
+		}
 		if r.SubjectTemplate != "" {
 			return badRequest(`invalid "subject": role %q sets the subject from the caller's identity (subject_template)`, name)
 		}
@@ -364,6 +370,9 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 			str, isString := v.(string)
 			if !isString || str == "" {
 				return badRequest(`cannot render "subject_template" %q: it must give a non-empty string`, r.SubjectTemplate)
+			}
+			if err := validateText("sub", str); err != nil {
+				return badRequest(`cannot render "subject_template" %q for this caller: %s`, r.SubjectTemplate, err)
 			}
 			sub = str
 		}

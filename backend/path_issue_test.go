@@ -251,6 +251,7 @@ func TestIssueBadInput(t *testing.T) {
 		{"ttl above max_ttl", "r", map[string]any{"ttl": "2h"}, []string{`"ttl"`, "max_ttl"}},
 		{"zero ttl", "r", map[string]any{"ttl": "0"}, []string{`"ttl"`, "positive"}},
 		{"subject not allowed", "r", map[string]any{"subject": "admin"}, []string{`"subject"`, "allowed_subjects"}},
+		{"subject too long", "r", map[string]any{"subject": "user-" + strings.Repeat("x", maxSubjectLen)}, []string{`"subject"`, "longer than 1024"}},
 		{"subject on a role that pins it", "locked", map[string]any{"subject": "someone-else"}, []string{`"subject"`, "does not let callers choose"}},
 		{"audience not allowed", "r", map[string]any{"audience": "https://evil.com"}, []string{`"audience"`, "allowed_audiences"}},
 		{"one of two audiences not allowed", "r", map[string]any{"audience": []string{"https://a.example.com", "https://evil.com"}}, []string{`"audience"`, "evil.com"}},
@@ -316,17 +317,19 @@ func TestIssueUsesNewKeyAfterRotation(t *testing.T) {
 }
 
 // TestIssuedClaimsHaveNoDuplicateNames: engine, pinned and caller claims
-// together, with every escaping path of the encoder.
+// together, with every escaping path of the encoder. (U+2028 is in a
+// pinned claim: "sub" may no longer hold it, see
+// TestControlCharactersRefused.)
 func TestIssuedClaimsHaveNoDuplicateNames(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", nil)
 	tb.mustWrite(t, "roles/r", map[string]any{
-		"key": "k", "audiences": "a,b", "subject": "s<&>\"\u00e9\u2028",
-		"claims": `{"x":1,"y":{"iss":"nested is fine"}}`, "allowed_claims": "z,w",
+		"key": "k", "audiences": "a,b", "subject": "s<&>\"\u00e9",
+		"claims": `{"x":1,"y":{"iss":"nested is fine"},"v":"\u2028"}`, "allowed_claims": "z,w",
 		"issuer": "urn:vault:\"odd\"",
 	})
 	tok := tb.issue(t, "r", map[string]any{"claims": `{"z":"\u0000","w":[{"sub":1}]}`})
-	want := map[string]string{"sub": "s<&>\"\u00e9\u2028", "z": "\x00", "aud": "[a b]", "y": "map[iss:nested is fine]", "w": "[map[sub:1]]"}
+	want := map[string]string{"sub": "s<&>\"\u00e9", "v": "\u2028", "z": "\x00", "aud": "[a b]", "y": "map[iss:nested is fine]", "w": "[map[sub:1]]"}
 	for k, v := range want {
 		if got := fmt.Sprint(tok.claims[k]); got != v {
 			t.Errorf("claim %s = %q, want %q", k, got, v)

@@ -37,7 +37,7 @@ func pathRoles(b *backend) *framework.Path {
 			},
 			"issuer": {
 				Type:        framework.TypeString,
-				Description: `"iss" of this role's tokens; overrides the issuer in jwt/config.`,
+				Description: `"iss" of this role's tokens; overrides the issuer in jwt/config. ` + textRule,
 			},
 			"ttl": {
 				Type:        framework.TypeDurationSecond,
@@ -51,19 +51,19 @@ func pathRoles(b *backend) *framework.Path {
 			},
 			"audiences": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: `Default "aud": used when the caller asks for none.`,
+				Description: `Default "aud": used when the caller asks for none. ` + textRule,
 			},
 			"allowed_audiences": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: `Glob patterns ("*" matches any run of characters) a caller's "audience" must match. Empty: callers may not choose the audience.`,
+				Description: `Glob patterns ("*" matches any run of characters) a caller's "audience" must match. Empty: callers may not choose the audience. ` + textRule,
 			},
 			"subject": {
 				Type:        framework.TypeString,
-				Description: `Default "sub": used when the caller asks for none.`,
+				Description: `Default "sub": used when the caller asks for none. At most 1024 characters. ` + textRule,
 			},
 			"allowed_subjects": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: `Glob patterns a caller's "subject" must match. Empty: callers may not choose the subject.`,
+				Description: `Glob patterns a caller's "subject" must match. Empty: callers may not choose the subject. ` + textRule,
 			},
 			"claims": {
 				Type:        framework.TypeMap,
@@ -90,7 +90,7 @@ func pathRoles(b *backend) *framework.Path {
 			},
 			"subject_template": {
 				Type:        framework.TypeString,
-				Description: `Vault identity template for "sub", such as {{identity.entity.id}}. Callers then cannot choose the subject. Not with "subject".`,
+				Description: `Vault identity template for "sub", such as {{identity.entity.id}}. Callers then cannot choose the subject. Not with "subject". A rendered value that breaks the rules of "subject" fails the request with a 400.`,
 			},
 			"claims_template": {
 				Type: framework.TypeMap,
@@ -157,6 +157,10 @@ func pathRoles(b *backend) *framework.Path {
 		HelpDescription: pathRolesHelpDesc,
 	}
 }
+
+// textRule is what values that become a token's "sub", "aud" or "iss" (and
+// the patterns matched against them) must be; see validateText.
+const textRule = "Valid UTF-8 without control characters, bidirectional formatting characters (such as U+202E) or line separators (U+2028, U+2029)."
 
 var roleResponses = map[int][]framework.Response{
 	http.StatusOK: {{
@@ -338,6 +342,8 @@ jwt/issue/<role> may say. Claims in "claims", "subject" and "audiences" are
 the defaults or pins; a caller may only choose an audience matching
 "allowed_audiences", a subject matching "allowed_subjects", and claims named
 in "allowed_claims", and never a pinned or reserved claim (iss, sub, aud,
-exp, nbf, iat, jti). Guard jwt/roles/* with Vault policy for the security
+exp, nbf, iat, jti). Subjects, audiences, issuers, their patterns and claim
+names must be valid UTF-8 without control characters, bidirectional
+formatting characters or line separators. Guard jwt/roles/* with Vault policy for the security
 team, and give applications only "update" on jwt/issue/<role>.
 `

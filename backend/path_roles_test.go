@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -154,4 +155,59 @@ func TestRoleBeyondBoundsStillLoads(t *testing.T) {
 	tb.mustRead(t, "roles/old")
 	tb.wantBadRequest(t, logical.UpdateOperation, "roles/old", map[string]any{"typ": "at+jwt"}, `"max_ttl"`, "at most 87600h")
 	tb.wantBadRequest(t, logical.UpdateOperation, "keys/k", map[string]any{"rotation_period": "24h"}, `"verification_ttl"`, "at most 87600h")
+}
+
+// TestControlCharactersRefused: "sub", "aud" and "iss" may not hold control
+// characters (C0, DEL, C1), bidirectional formatting characters, line or
+// paragraph separators, or invalid UTF-8: they can hide or reorder text in
+// logs and consoles ("admin\u202e..." displays reversed), and a NUL can cut
+// a value short in a verifier written in C. Every field they come from is
+// checked, by one validator, and the 400 names the field.
+func TestControlCharactersRefused(t *testing.T) {
+	tb := getTestBackend(t)
+	withEntity(tb)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "allowed_subjects": "*-readonly", "allowed_audiences": "*"})
+	chars := map[string]string{
+		"NUL": "\x00", "US": "\x1f", "TAB": "\t", "LF": "\n", "DEL": "\x7f", "NEL": "\u0085", "CSI": "\u009b",
+		"ALM": "\u061c", "LRM": "\u200e", "RLM": "\u200f", "LRE": "\u202a", "RLO": "\u202e",
+		"LRI": "\u2066", "PDI": "\u2069", "LSEP": "\u2028", "PSEP": "\u2029", "invalid UTF-8": "\xff",
+	}
+	for name, c := range chars {
+		rule := "UTF-8"
+		if utf8.ValidString(c) {
+			rule = fmt.Sprintf("U+%04X", []rune(c)[0])
+		}
+		for _, tc := range []struct {
+			path  string
+			data  map[string]any
+			field string
+		}{
+			{"issue/r", map[string]any{"subject": "admin" + c + "-readonly"}, `invalid "subject"`},
+			{"issue/r", map[string]any{"audience": "ap" + c + "i"}, `invalid "audience"`},
+			{"roles/r", map[string]any{"subject": "svc" + c + "admin"}, `invalid "subject"`},
+			{"roles/r", map[string]any{"audiences": "a" + c + "b"}, `invalid "audiences"`},
+			{"roles/r", map[string]any{"issuer": "vault" + c + "jwt"}, `invalid "issuer"`},
+			{"roles/r", map[string]any{"allowed_subjects": "user-" + c + "*"}, `invalid "allowed_subjects"`},
+			{"roles/r", map[string]any{"allowed_audiences": "a" + c + "*"}, `invalid "allowed_audiences"`},
+			{"config", map[string]any{"issuer": "https://vault.example.com/" + c}, `invalid "issuer"`},
+		} {
+			t.Run(name+" in "+tc.path+" "+tc.field, func(t *testing.T) {
+				tb.wantBadRequest(t, logical.UpdateOperation, tc.path, tc.data, tc.field, rule)
+			})
+		}
+	}
+	t.Run("from an identity template into sub", func(t *testing.T) {
+		tb.sys.EntityVal.Metadata["team"] = "pay\u202ements"
+		defer func() { tb.sys.EntityVal.Metadata["team"] = "payments" }()
+		tb.mustWrite(t, "roles/tpl", map[string]any{"key": "k", "subject_template": "team-{{identity.entity.metadata.team}}"})
+		tb.wantBadRequest(t, logical.UpdateOperation, "issue/tpl", nil, `"subject_template"`, "U+202E")
+	})
+	t.Run("printable Unicode is fine", func(t *testing.T) {
+		tb.mustWrite(t, "roles/u", map[string]any{"key": "k", "subject": "J\u00f6rg \u6771\u4eac <&>", "audiences": "caf\u00e9", "issuer": "urn:example:\u00e9"})
+		tok := tb.issue(t, "u", nil)
+		if tok.claims["sub"] != "J\u00f6rg \u6771\u4eac <&>" || tok.claims["aud"] != "caf\u00e9" {
+			t.Fatalf("claims %v", tok.claims)
+		}
+	})
 }

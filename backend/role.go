@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -159,6 +160,9 @@ func (r *role) validate() error {
 	if len(r.Subject) > maxSubjectLen {
 		return fmt.Errorf(`invalid "subject": longer than %d characters`, maxSubjectLen)
 	}
+	if err := validateText("subject", r.Subject); err != nil {
+		return err
+	}
 	for field, list := range map[string][]string{
 		"audiences": r.Audiences, "allowed_audiences": r.AllowedAudiences,
 		"allowed_subjects": r.AllowedSubjects, "allowed_claims": r.AllowedClaims,
@@ -242,6 +246,38 @@ func validateList(field string, list []string) error {
 		if len(v) > maxSubjectLen {
 			return fmt.Errorf("invalid %q: entry longer than %d characters", field, maxSubjectLen)
 		}
+		if err := validateText(field, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateText checks a value that becomes (or matches) a token's "sub",
+// "aud" or "iss", or names a claim: valid UTF-8 without control characters
+// (C0, DEL, C1), bidirectional formatting characters (U+061C, U+200E,
+// U+200F, U+202A-U+202E, U+2066-U+2069) or line and paragraph separators
+// (U+2028, U+2029). Such characters hide or reorder text where the value
+// is shown ("admin\u202e..." displays reversed) and a NUL can cut it short
+// in a verifier written in C. The error names the character, never the
+// value.
+func validateText(field, v string) error {
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("invalid %q: not valid UTF-8", field)
+	}
+	for _, r := range v {
+		what := ""
+		switch {
+		case r < 0x20 || r >= 0x7f && r <= 0x9f:
+			what = "a control character"
+		case r == 0x061c || r == 0x200e || r == 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069:
+			what = "a bidirectional formatting character"
+		case r == 0x2028 || r == 0x2029:
+			what = "a line or paragraph separator"
+		default:
+			continue
+		}
+		return fmt.Errorf("invalid %q: contains U+%04X, %s; control characters, bidirectional formatting characters and line separators are not allowed", field, r, what)
 	}
 	return nil
 }

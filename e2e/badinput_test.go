@@ -48,6 +48,9 @@ func TestBadInput(t *testing.T) {
 		{"max_ttl above 10 years", []string{"write", mountPath + "/roles/r", "max_ttl=87601h"}, `"max_ttl"`},
 		{"verification_ttl above 10 years", []string{"write", mountPath + "/keys/k", "verification_ttl=87601h"}, `"verification_ttl"`},
 		{"revoke exp past the NumericDate range", []string{"write", mountPath + "/revoke", "jti=x", "exp=1000000000000000"}, `invalid "exp"`},
+		{"subject with a bidi override", []string{"write", mountPath + "/issue/r", "subject=user-\u202eadmin"}, `"subject"`},
+		{"audience with a line separator", []string{"write", mountPath + "/roles/r", "audiences=a\u2028b"}, `"audiences"`},
+		{"issuer with a control character", []string{"write", mountPath + "/config", "issuer=vault\u0085jwt"}, `"issuer"`},
 		{"boolean not a boolean", []string{"write", mountPath + "/roles/r", "jti=maybe"}, `invalid "jti": must be a boolean`},
 		{"duration not a duration", []string{"write", mountPath + "/keys/k", "verification_ttl=soon"}, `invalid "verification_ttl": must be a duration`},
 	}
