@@ -2,14 +2,12 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,11 +89,18 @@ type batchResult struct {
 // array of them in a string (as the vault CLI sends batch_input=@file).
 func batchItems(raw any) ([]map[string]any, error) {
 	if s, ok := raw.(string); ok {
-		dec := json.NewDecoder(strings.NewReader(s))
-		dec.UseNumber()
-		var v []any
-		if err := dec.Decode(&v); err != nil {
+		v, err := parseJSONValue(s)
+		var syntax jsonSyntaxError
+		switch {
+		case errors.As(err, &syntax):
 			return nil, fmt.Errorf("must be a list of objects (or a JSON array of them): %v", err)
+		case errors.Is(err, errJSONTrailing):
+			return nil, fmt.Errorf("must be a single JSON array, with nothing after it")
+		case err != nil:
+			return nil, err
+		}
+		if _, isList := v.([]any); !isList {
+			return nil, fmt.Errorf("must be a JSON array of objects, not %s", jsonKind(v))
 		}
 		raw = v
 	}

@@ -106,6 +106,10 @@ func TestIssueBatchBadInput(t *testing.T) {
 		{"too many", map[string]any{"batch_input": tooMany}, []string{`"batch_input"`, "1001 items"}},
 		{"not objects", map[string]any{"batch_input": []any{"a"}}, []string{`"batch_input"`, "item 0 must be an object"}},
 		{"bad JSON string", map[string]any{"batch_input": `[{`}, []string{`"batch_input"`}},
+		{"JSON string with an item that repeats a name", map[string]any{"batch_input": `[{"subject":"admin","subject":"user-1"}]`}, []string{`"batch_input"`, `repeats the member name "subject"`}},
+		{"JSON string with a nested repeated name", map[string]any{"batch_input": `[{"claims":{"a":1,"a":2}}]`}, []string{`"batch_input"`, `repeats the member name "a"`}},
+		{"JSON string with a second array", map[string]any{"batch_input": `[{"subject":"user-1"}] [{"subject":"user-2"}]`}, []string{`"batch_input"`, "nothing after it"}},
+		{"JSON string with trailing garbage", map[string]any{"batch_input": `[{"subject":"user-1"}] trailing garbage`}, []string{`"batch_input"`, "nothing after it"}},
 		{"with a top-level subject", map[string]any{"batch_input": []any{map[string]any{}}, "subject": "x"}, []string{`"subject"`, "each item"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,4 +117,11 @@ func TestIssueBatchBadInput(t *testing.T) {
 		})
 	}
 	tb.wantNotFound(t, logical.UpdateOperation, "issue/missing", map[string]any{"batch_input": []any{map[string]any{}}})
+
+	// An item's claims as a JSON string that repeats a name: that item's
+	// error, as for any other bad item.
+	results := tb.mustWrite(t, "issue/r", map[string]any{"batch_input": []any{map[string]any{"claims": `{"a":1,"a":2}`}}}).Data["batch_results"].([]batchResult)
+	if len(results) != 1 || results[0].Token != "" || !strings.Contains(results[0].Error, `invalid "claims": repeats the member name "a"`) {
+		t.Fatalf("results %+v", results)
+	}
 }

@@ -57,7 +57,7 @@ func itemFields() map[string]*framework.FieldSchema {
 		},
 		"claims": {
 			Type:        framework.TypeMap,
-			Description: fmt.Sprintf(`JSON object of extra claims; each name must be in the role's allowed_claims and not pinned or reserved. At most %d bytes.`, maxClaimsBytes),
+			Description: fmt.Sprintf(`JSON object of extra claims; each name must be in the role's allowed_claims and not pinned or reserved. At most %d bytes. As a JSON string, no object in it may repeat a member name.`, maxClaimsBytes),
 		},
 		"ttl": {
 			Type:        framework.TypeDurationSecond,
@@ -72,7 +72,7 @@ func issueFields() map[string]*framework.FieldSchema {
 	f["role"] = &framework.FieldSchema{Type: framework.TypeString, Required: true, Description: "Name of the role."}
 	f["batch_input"] = &framework.FieldSchema{
 		Type: framework.TypeSlice,
-		Description: fmt.Sprintf(`Issue one token per item instead: a list (or a JSON array as a string) of at most %d objects, `+
+		Description: fmt.Sprintf(`Issue one token per item instead: a list (or a JSON array as a string, with nothing after it and no object repeating a member name) of at most %d objects, `+
 			`each with optional audience, subject, claims, ttl and reference (echoed back). Each item is checked like a single request `+
 			`and gets its own result or error in batch_results; the others are still issued.`, maxBatchItems),
 	}

@@ -260,6 +260,8 @@ func TestIssueBadInput(t *testing.T) {
 		{"pinned claim override", "r", map[string]any{"claims": `{"team":"other"}`}, []string{`"claims"`, `"team" is pinned`}},
 		{"claims not an object", "r", map[string]any{"claims": `["scope"]`}, []string{`"claims"`, "JSON object"}},
 		{"claims not JSON", "r", map[string]any{"claims": `scope=read`}, []string{`"claims"`, "JSON object"}},
+		{"claims repeat a name", "r", map[string]any{"claims": `{"scope":"read","scope":"admin"}`}, []string{`"claims"`, `repeats the member name "scope"`}},
+		{"claims repeat a nested name", "r", map[string]any{"claims": `{"scope":{"x":1,"x":2}}`}, []string{`"claims"`, `repeats the member name "x"`}},
 		{"claims too large", "r", map[string]any{"claims": map[string]any{"scope": strings.Repeat("x", maxClaimsBytes)}}, []string{`"claims"`, "limit"}},
 	}
 	for _, c := range reservedClaims {

@@ -51,6 +51,10 @@ func TestBadInput(t *testing.T) {
 		{"subject with a bidi override", []string{"write", mountPath + "/issue/r", "subject=user-\u202eadmin"}, `"subject"`},
 		{"audience with a line separator", []string{"write", mountPath + "/roles/r", "audiences=a\u2028b"}, `"audiences"`},
 		{"issuer with a control character", []string{"write", mountPath + "/config", "issuer=vault\u0085jwt"}, `"issuer"`},
+		{"pinned claims repeat a name", []string{"write", mountPath + "/roles/r", `claims={"team":"a","team":"b"}`}, `"claims"`},
+		{"caller claims repeat a name", []string{"write", mountPath + "/issue/r", `claims={"scope":"read","scope":"admin"}`}, `"claims"`},
+		{"batch_input with trailing data", []string{"write", mountPath + "/issue/r", `batch_input=[{"subject":"user-1"}] [{"subject":"user-2"}]`}, `"batch_input"`},
+		{"batch_input item repeats a name", []string{"write", mountPath + "/issue/r", `batch_input=[{"subject":"admin","subject":"user-1"}]`}, `"batch_input"`},
 		{"boolean not a boolean", []string{"write", mountPath + "/roles/r", "jti=maybe"}, `invalid "jti": must be a boolean`},
 		{"duration not a duration", []string{"write", mountPath + "/keys/k", "verification_ttl=soon"}, `invalid "verification_ttl": must be a duration`},
 	}
