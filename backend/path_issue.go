@@ -57,7 +57,7 @@ func itemFields() map[string]*framework.FieldSchema {
 		},
 		"claims": {
 			Type:        framework.TypeMap,
-			Description: fmt.Sprintf(`JSON object of extra claims; each name must be in the role's allowed_claims and not pinned or reserved. At most %d bytes. As a JSON string, no object in it may repeat a member name.`, maxClaimsBytes),
+			Description: fmt.Sprintf(`JSON object of extra claims; each name must be in the role's allowed_claims and not pinned or reserved. At most %d bytes, and no number beyond a 64-bit float's range. As a JSON string, no object in it may repeat a member name.`, maxClaimsBytes),
 		},
 		"ttl": {
 			Type:        framework.TypeDurationSecond,

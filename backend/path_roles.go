@@ -67,7 +67,7 @@ func pathRoles(b *backend) *framework.Path {
 			},
 			"claims": {
 				Type:        framework.TypeMap,
-				Description: fmt.Sprintf(`JSON object of claims pinned into every token; callers can never override them. Reserved names (iss, sub, aud, exp, nbf, iat, jti) are refused. At most %d bytes. As a JSON string, no object in it may repeat a member name.`, maxClaimsBytes),
+				Description: fmt.Sprintf(`JSON object of claims pinned into every token; callers can never override them. Reserved names (iss, sub, aud, exp, nbf, iat, jti) are refused. At most %d bytes, and no number beyond a 64-bit float's range. As a JSON string, no object in it may repeat a member name.`, maxClaimsBytes),
 			},
 			"allowed_claims": {
 				Type:        framework.TypeCommaStringSlice,

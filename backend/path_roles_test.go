@@ -96,6 +96,8 @@ func TestRoleBadInput(t *testing.T) {
 		{"claims an array", map[string]any{"key": "k", "claims": `[1,2]`}, []string{`"claims"`, "not an array"}},
 		{"claims a string", map[string]any{"key": "k", "claims": `"x"`}, []string{`"claims"`, "not a string"}},
 		{"claims two objects", map[string]any{"key": "k", "claims": `{} {}`}, []string{`"claims"`, "nothing after it"}},
+		{"pinned claim number past float64", map[string]any{"key": "k", "claims": `{"big":1e999}`}, []string{`"claims"`, `"big"`, "64-bit"}},
+		{"templated claim number past float64", map[string]any{"key": "k", "claims_template": `{"big":{"n":-1e400}}`}, []string{`"claims_template"`, `"big"`, "64-bit"}},
 		{"claims repeat a name", map[string]any{"key": "k", "claims": `{"team":"a","team":"b"}`}, []string{`"claims"`, `repeats the member name "team"`}},
 		{"claims repeat a nested name", map[string]any{"key": "k", "claims": `{"t":[{"a":1,"a":1}]}`}, []string{`"claims"`, `repeats the member name "a"`}},
 		{"claims_template repeats a name", map[string]any{"key": "k", "claims_template": `{"e":"{{identity.entity.id}}","e":"x"}`}, []string{`"claims_template"`, `repeats the member name "e"`}},

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -283,7 +285,8 @@ func validateText(field, v string) error {
 }
 
 // validateClaims checks a claims object, a role's or a caller's: at most
-// maxClaimsBytes as JSON, no empty names, no reserved names.
+// maxClaimsBytes as JSON, no empty names, no reserved names, and no number
+// (at any depth) beyond what a 64-bit float holds.
 func validateClaims(field string, claims map[string]any) error {
 	if len(claims) == 0 {
 		return nil
@@ -303,7 +306,37 @@ func validateClaims(field string, claims map[string]any) error {
 			return fmt.Errorf(`invalid %q: %q is a reserved claim; the engine sets iss, exp, nbf, iat and jti, and sub and aud come only from the "subject" and "audience(s)" fields`, field, name)
 		}
 	}
+	for name, v := range claims {
+		if !finiteNumbers(v) {
+			return fmt.Errorf(`invalid %q: claim %q holds a number beyond the range of a 64-bit float (about ±1.8e308); most JWT libraries cannot read the token`, field, name)
+		}
+	}
 	return nil
+}
+
+// finiteNumbers reports whether every number in v, a decoded JSON value,
+// fits a finite float64. A json.Number such as 1e999 is valid JSON and
+// would be signed verbatim, but verifiers that decode numbers as float64
+// (golang-jwt, JavaScript) refuse the whole token.
+func finiteNumbers(v any) bool {
+	switch t := v.(type) {
+	case json.Number:
+		f, err := strconv.ParseFloat(string(t), 64)
+		return err == nil || !math.IsInf(f, 0)
+	case map[string]any:
+		for _, e := range t {
+			if !finiteNumbers(e) {
+				return false
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if !finiteNumbers(e) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // getRole returns the cached role named name, loading it on a miss; nil if
