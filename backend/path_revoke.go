@@ -21,17 +21,17 @@ func pathRevoke(b *backend) []*framework.Path {
 			Pattern:      "revoke",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "revoke", OperationSuffix: "token"},
 			Fields: map[string]*framework.FieldSchema{
-				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired."},
-				"jti":     {Type: framework.TypeString, Description: `The "jti" to revoke; needs "exp".`},
-				"exp":     {Type: framework.TypeInt64, Description: `With "jti": the token's "exp" (Unix seconds, 1 to 100000000000), after which the entry can be tidied.`},
-				"subject": {Type: framework.TypeString, Description: `Revoke every token of this "sub" issued before now.`},
-				"role":    {Type: framework.TypeString, Description: `Revoke every token this role issued before now (found by the role tag that starts each jti; roles with jti=false cannot be revoked this way).`},
-				"issuer":  {Type: framework.TypeString, Description: `With "jti" or "subject": the tokens' "iss". Default: jwt/config's issuer.`},
+				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired (more than 30s ago: a 200 with a warning, and nothing is stored)."},
+				"jti":     {Type: framework.TypeString, Description: `The "jti" to revoke, at most 1024 characters; needs "exp".`},
+				"exp":     {Type: framework.TypeInt64, Description: `Only with "jti": the token's "exp" (Unix seconds, 1 to 100000000000), after which the entry can be tidied. An exp more than 30s past gets a 200 with a warning, and nothing is stored.`},
+				"subject": {Type: framework.TypeString, Description: `Revoke every token of this "sub" issued at or before now, and its tokens without "iat". At most 1024 characters.`},
+				"role":    {Type: framework.TypeString, Description: `Revoke every token this role issued at or before now (found by the role tag that starts each jti; roles with jti=false cannot be revoked this way).`},
+				"issuer":  {Type: framework.TypeString, Description: `Only with "jti" or "subject": the tokens' "iss", checked like jwt/config's issuer. Default: jwt/config's issuer.`},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathRevoke,
-					Summary:  "Revoke a token (by the token, or its jti and exp), or every token of a subject or role issued before now.",
+					Summary:  "Revoke a token (by the token, or its jti and exp), or every token of a subject or role issued at or before now.",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"revoked":    {Type: framework.TypeString, Required: true, Description: `"jti", "subject" or "role".`},
 						"issuer":     {Type: framework.TypeString, Required: true},
@@ -55,7 +55,7 @@ func pathRevoke(b *backend) []*framework.Path {
 					Summary:  "Revoked jtis, subjects and roles still in force, for verifiers that check tokens themselves.",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"jtis":     {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, jti, exp."},
-						"subjects": {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, sub, before: tokens of sub with iat before it are revoked."},
+						"subjects": {Type: framework.TypeSlice, Required: true, Description: "Objects with iss, sub, before: tokens of sub with iat at or before it, and tokens of sub without iat, are revoked."},
 						"roles":    {Type: framework.TypeSlice, Required: true, Description: `Objects with role, role_tag, before: tokens whose jti starts with role_tag + "." and whose iat is at or before it are revoked.`},
 						"total":    {Type: framework.TypeMap, Required: true, Description: "Entries in force of each kind: jtis, subjects, roles."},
 						"next":     {Type: framework.TypeString, Description: `Present when there are more entries: pass it as "after" for the next page.`},
@@ -95,11 +95,27 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 	if modes != 1 {
 		return badRequest(`give exactly one of "token", "jti" (with "exp"), "subject" or "role"`)
 	}
+	// Fields the chosen mode would ignore are refused, not ignored.
+	iss := d.Get("issuer").(string)
+	switch {
+	case d.Get("exp").(int64) != 0 && jti == "":
+		return badRequest(`invalid "exp": only with "jti"; a token, subject or role revocation does not take it`)
+	case iss != "" && token != "":
+		return badRequest(`invalid "issuer": not with "token"; the token's own "iss" is used`)
+	case iss != "" && roleName != "":
+		return badRequest(`invalid "issuer": not with "role"; a role revocation covers every issuer the role used`)
+	case len(subject) > maxSubjectLen:
+		return badRequest(`invalid "subject": longer than %d characters, so no token of this engine has it`, maxSubjectLen)
+	case len(jti) > maxSubjectLen:
+		return badRequest(`invalid "jti": longer than %d characters, so no token of this engine has it`, maxSubjectLen)
+	}
+	if err := validateIssuer(iss); err != nil {
+		return badRequest("%s", err)
+	}
 	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
 		return b.respondErr(err, "revoke: reading config failed")
 	}
-	iss := d.Get("issuer").(string)
 	if iss == "" {
 		iss = cfg.Issuer
 	}
@@ -162,6 +178,17 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 	case r.Role != "":
 		kind = "role"
 		r.Issuer = "" // a role revocation covers every issuer the role used
+	}
+	if !r.Expires.After(now) {
+		// Past exp and verify's leeway: verify already refuses the token,
+		// and the entry would be tidied at once. Scripts revoking a list
+		// get a 200, not a failure.
+		resp := &logical.Response{Data: map[string]any{
+			"revoked": kind, "issuer": r.Issuer, "expires_at": r.Expires.UTC().Format(time.RFC3339),
+		}}
+		resp.AddWarning(fmt.Sprintf("the token already expired at %s (more than %s ago), so jwt/verify refuses it anyway; nothing was stored",
+			r.Expires.Add(-verifyLeeway).UTC().Format(time.RFC3339), verifyLeeway))
+		return resp, nil
 	}
 	if err := b.saveRevocation(ctx, req.Storage, r); err != nil {
 		return b.respondErr(err, "revoke: writing failed")
@@ -307,9 +334,13 @@ func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framewo
 }
 
 const pathRevokeHelpDesc = `
-Revokes one token, or every token of a subject or of a role issued before
-now. Give the token itself (its signature must be this mount's; it may have
-expired), or its "jti" and "exp", or a "subject", or a "role". Entries are
+Revokes one token, or every token of a subject or of a role issued at or
+before now (a token without "iat" cannot show it came later, so it counts
+as revoked too). Give the token itself (its signature must be this mount's;
+it may have expired), or its "jti" and "exp", or a "subject", or a "role";
+"issuer" only with "jti" or "subject", "exp" only with "jti". A token or
+jti whose exp is more than 30s past is answered with a warning, and
+nothing is stored: jwt/verify refuses it anyway. Entries are
 keyed by (iss, jti), (iss, sub) or the role's tag, never by the token
 string, so every encoding of the same claims is revoked. A role's tag is the
 part of each jti it issues before the "." (64 bits of SHA-256 of the role

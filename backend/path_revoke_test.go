@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"strings"
 	"sync"
@@ -99,7 +100,7 @@ func TestRevokeBySubjectAndJTI(t *testing.T) {
 		t.Fatalf("user-a's token issued after the revocation: %s", reason)
 	}
 
-	tb.mustWrite(t, "revoke", map[string]any{"jti": b["jti"], "exp": time.Now().Add(time.Hour).Unix()})
+	tb.mustWrite(t, "revoke", map[string]any{"jti": b["jti"], "exp": tb.clock.Now().Add(time.Hour).Unix()})
 	if active, _, _ := tb.verify(t, b["token"].(string), ""); active {
 		t.Fatal("revoked by jti, still active")
 	}
@@ -146,6 +147,16 @@ func TestRevokeBadInput(t *testing.T) {
 		{"exp past year 5138", map[string]any{"jti": "a", "exp": int64(1e15)}, `invalid "exp" 1000000000000000: must be between 1 and 100000000000`},
 		{"exp just past the NumericDate bound", map[string]any{"jti": "a", "exp": int64(1e11) + 1}, `invalid "exp"`},
 		{"negative exp", map[string]any{"jti": "a", "exp": -5}, `invalid "exp"`},
+		{"issuer with white space", map[string]any{"subject": "s", "issuer": "not an issuer\n"}, `invalid "issuer"`},
+		{"issuer with a space", map[string]any{"subject": "s", "issuer": "has space"}, `invalid "issuer"`},
+		{"issuer with a query", map[string]any{"jti": "a", "exp": 2000000000, "issuer": "https://vault.test/v1/jwt?x=1"}, `invalid "issuer"`},
+		{"subject too long", map[string]any{"subject": strings.Repeat("s", 1<<20)}, `invalid "subject": longer than 1024`},
+		{"jti too long", map[string]any{"jti": strings.Repeat("j", 1025), "exp": 2000000000}, `invalid "jti": longer than 1024`},
+		{"exp with subject", map[string]any{"subject": "s", "exp": 5}, `invalid "exp": only with "jti"`},
+		{"exp with role", map[string]any{"role": "r", "exp": 2000000000}, `invalid "exp": only with "jti"`},
+		{"exp with token", map[string]any{"token": nojti, "exp": 2000000000}, `invalid "exp": only with "jti"`},
+		{"issuer with role", map[string]any{"role": "r", "issuer": "https://other.example.com"}, `invalid "issuer": not with "role"`},
+		{"issuer with token", map[string]any{"token": nojti, "issuer": "https://vault.test/v1/jwt"}, `invalid "issuer": not with "token"`},
 		{"not our token", map[string]any{"token": foreign}, `"token"`},
 		{"garbage token", map[string]any{"token": "a.b"}, `"token"`},
 		{"token without jti", map[string]any{"token": nojti}, `no "jti"`},
@@ -591,5 +602,48 @@ func TestRevokeLongMaxTTLRole(t *testing.T) {
 	}
 	if active, _, _ := tb.verify(t, tok, ""); active {
 		t.Fatal("revoked token active after tidy")
+	}
+}
+
+// TestRevokeExpired: revoking a jti whose exp is more than the 30s verify
+// leeway in the past (or a token that expired that long ago) answers 200
+// with a warning and stores nothing: verify refuses the token anyway, and
+// incident-response scripts that revoke lists must not fail on it.
+func TestRevokeExpired(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "1m"})
+	tok := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	tb.clock.Add(2 * time.Minute)
+	now := tb.clock.Now().Unix()
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+	}{
+		{"jti expired 31s ago", map[string]any{"jti": "a", "exp": now - 31}},
+		{"jti expired in 2001", map[string]any{"jti": "b", "exp": 1000000000}},
+		{"jti with exp 1", map[string]any{"jti": "c", "exp": 1}},
+		{"token expired a minute ago", map[string]any{"token": tok}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tb.snapshot(t)
+			resp := tb.mustWrite(t, "revoke", tc.data)
+			if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "already expired") || !strings.Contains(resp.Warnings[0], "nothing was stored") {
+				t.Fatalf("warnings %q", resp.Warnings)
+			}
+			if resp.Data["revoked"] != "jti" {
+				t.Fatalf("data %v", resp.Data)
+			}
+			if after := tb.snapshot(t); !maps.Equal(before, after) {
+				t.Fatal("stored a revocation of an expired token")
+			}
+		})
+	}
+	// Within the leeway, verify could still accept the token: stored.
+	if resp := tb.mustWrite(t, "revoke", map[string]any{"jti": "d", "exp": now - 29}); len(resp.Warnings) != 0 {
+		t.Fatalf("warnings %q", resp.Warnings)
+	}
+	if jtis := tb.mustRead(t, "revocations").Data["jtis"].([]any); len(jtis) != 1 {
+		t.Fatalf("revocations %v", jtis)
 	}
 }

@@ -56,6 +56,9 @@ func TestBadInput(t *testing.T) {
 		{"batch_input with trailing data", []string{"write", mountPath + "/issue/r", `batch_input=[{"subject":"user-1"}] [{"subject":"user-2"}]`}, `"batch_input"`},
 		{"batch_input item repeats a name", []string{"write", mountPath + "/issue/r", `batch_input=[{"subject":"admin","subject":"user-1"}]`}, `"batch_input"`},
 		{"pinned claim number beyond float64", []string{"write", mountPath + "/roles/r", `claims={"big":1e999}`}, `"claims"`},
+		{"revoke exp with a subject", []string{"write", mountPath + "/revoke", "subject=s", "exp=5"}, `invalid "exp"`},
+		{"revoke issuer with a role", []string{"write", mountPath + "/revoke", "role=r", "issuer=https://other.example.com"}, `invalid "issuer"`},
+		{"revoke issuer not an issuer", []string{"write", mountPath + "/revoke", "subject=s", "issuer=has space"}, `invalid "issuer"`},
 		{"boolean not a boolean", []string{"write", mountPath + "/roles/r", "jti=maybe"}, `invalid "jti": must be a boolean`},
 		{"duration not a duration", []string{"write", mountPath + "/keys/k", "verification_ttl=soon"}, `invalid "verification_ttl": must be a duration`},
 	}
