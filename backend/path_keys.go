@@ -57,11 +57,11 @@ func pathKeys(b *backend) *framework.Path {
 			},
 			"region": {
 				Type:        framework.TypeString,
-				Description: "For provider awskms: the KMS key's region, if not jwt/config/aws's. Fixed at creation.",
+				Description: "For provider awskms: the KMS key's region, if not jwt/config/aws's. Fixed at creation. Refused for local keys.",
 			},
 			"endpoint": {
 				Type:        framework.TypeString,
-				Description: "For provider awskms: a KMS endpoint URL, if not jwt/config/aws's. Fixed at creation.",
+				Description: "For provider awskms: a KMS endpoint URL, if not jwt/config/aws's. Fixed at creation. Refused for local keys.",
 			},
 			"rsa_bits": {
 				Type:        framework.TypeInt,
@@ -197,9 +197,9 @@ func (b *backend) pathKeyWrite(ctx context.Context, req *logical.Request, d *fra
 		if _, ok := b.providers[k.Provider]; !ok {
 			return badRequest(`invalid "provider" %q: must be one of: %s`, k.Provider, strings.Join(b.providerNames(), ", "))
 		}
-		if k.Provider == providerAWSKMS {
-			k.Region, k.Endpoint = d.Get("region").(string), d.Get("endpoint").(string)
-		}
+		// Taken whatever the provider, so that validate refuses them on a
+		// local key instead of their being dropped.
+		k.Region, k.Endpoint = d.Get("region").(string), d.Get("endpoint").(string)
 		rsaBits, bitsSet := d.GetOk("rsa_bits")
 		switch {
 		case bitsSet && k.Provider != providerLocal:

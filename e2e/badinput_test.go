@@ -59,6 +59,7 @@ func TestBadInput(t *testing.T) {
 		{"revoke exp with a subject", []string{"write", mountPath + "/revoke", "subject=s", "exp=5"}, `invalid "exp"`},
 		{"revoke issuer with a role", []string{"write", mountPath + "/revoke", "role=r", "issuer=https://other.example.com"}, `invalid "issuer"`},
 		{"revoke issuer not an issuer", []string{"write", mountPath + "/revoke", "subject=s", "issuer=has space"}, `invalid "issuer"`},
+		{"region on a local key", []string{"write", mountPath + "/keys/new", "provider=local", "region=eu-west-1"}, `"region"`},
 		{"boolean not a boolean", []string{"write", mountPath + "/roles/r", "jti=maybe"}, `invalid "jti": must be a boolean`},
 		{"duration not a duration", []string{"write", mountPath + "/keys/k", "verification_ttl=soon"}, `invalid "verification_ttl": must be a duration`},
 	}
