@@ -82,6 +82,51 @@ func (c *claimConstraint) compile() error {
 	return nil
 }
 
+// validateConstraints is parseConstraints for a role being written: it
+// also refuses rules that no value could meet or that could never apply,
+// which are mistakes (an empty enum refuses every value; max_length on an
+// integer checks nothing). A role stored before these checks still loads.
+func validateConstraints(raw map[string]any) error {
+	parsed, err := parseConstraints(raw)
+	if err != nil {
+		return err
+	}
+	for _, name := range sortedNames(parsed) {
+		if err := parsed[name].sensible(); err != nil {
+			return fmt.Errorf(`invalid "claim_constraints": claim %q: %v`, name, err)
+		}
+	}
+	return nil
+}
+
+func (c *claimConstraint) sensible() error {
+	if c.Enum != nil && len(c.Enum) == 0 {
+		return fmt.Errorf("enum must list at least one value; an empty enum refuses every value")
+	}
+	if c.Type != "" && c.Type != "string" {
+		switch {
+		case c.Glob != "":
+			return fmt.Errorf("glob applies to strings, not type %s", c.Type)
+		case c.Pattern != "":
+			return fmt.Errorf("pattern applies to strings, not type %s", c.Type)
+		case c.MaxLength != 0 && c.Type != "array":
+			return fmt.Errorf("max_length applies to strings and arrays, not type %s", c.Type)
+		}
+	}
+	return nil
+}
+
+// sortedNames returns m's keys in order, so that errors are the same from
+// one request to the next.
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // check reports why v breaks the constraint, or nil.
 func (c *claimConstraint) check(v any) error {
 	s, isString := v.(string)

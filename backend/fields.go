@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -18,7 +20,8 @@ import (
 // does not convert. Unlike the framework's error, which quotes the value,
 // its message names only the field and the type the field needs: a refresh
 // token, a token or an AWS secret sent as a list or an object must never be
-// echoed.
+// echoed. Durations must also be whole seconds: the framework would
+// truncate 1.9s to 1s, and 500ms to 0, silently.
 //
 // Fields the path's pattern captures from the URL are skipped: the
 // framework replaces their values with the URL's.
@@ -61,8 +64,8 @@ func fieldRule(fd *framework.FieldData, k string, s *framework.FieldSchema, v an
 }
 
 // durationRule checks a duration as the framework's TypeDurationSecond
-// reads it: an integer number of seconds, a Go duration string, or an
-// integer with the suffix d.
+// reads it (an integer number of seconds, a Go duration string, or an
+// integer with the suffix d), and that it is a whole number of seconds.
 func durationRule(t framework.FieldType, v any) string {
 	const want = "must be a duration: whole seconds (90) or a number with a unit (90s, 10m, 24h)"
 	if v == nil {
@@ -76,6 +79,16 @@ func durationRule(t framework.FieldType, v any) string {
 		return want
 	case t == framework.TypeDurationSecond && d < 0:
 		return want + ", not negative"
+	}
+	frac := d%time.Second != 0
+	switch f := v.(type) {
+	case float64: // parseutil truncates a float to whole seconds
+		frac = frac || f != math.Trunc(f)
+	case float32:
+		frac = frac || float64(f) != math.Trunc(float64(f))
+	}
+	if frac {
+		return "must be a whole number of seconds"
 	}
 	return ""
 }

@@ -106,6 +106,14 @@ func TestIdentityRoleBadInput(t *testing.T) {
 		{"bad pattern", map[string]any{"allowed_claims": "scope", "claim_constraints": `{"scope":{"pattern":"(("}}`}, []string{`"claim_constraints"`, "pattern"}},
 		{"bad type", map[string]any{"allowed_claims": "scope", "claim_constraints": `{"scope":{"type":"str"}}`}, []string{`"claim_constraints"`, "type"}},
 		{"empty rule", map[string]any{"allowed_claims": "scope", "claim_constraints": `{"scope":{}}`}, []string{`"claim_constraints"`, "no rule"}},
+		{"empty enum", map[string]any{"allowed_claims": "scope", "claim_constraints": `{"scope":{"enum":[]}}`}, []string{`"claim_constraints"`, `"scope"`, "enum", "at least one value"}},
+		{"max_length on an integer", map[string]any{"allowed_claims": "n", "claim_constraints": `{"n":{"type":"integer","max_length":3}}`}, []string{`"claim_constraints"`, `"n"`, "max_length", "type integer"}},
+		{"max_length on a number", map[string]any{"allowed_claims": "n", "claim_constraints": `{"n":{"type":"number","max_length":3}}`}, []string{`"claim_constraints"`, "max_length", "type number"}},
+		{"max_length on a boolean", map[string]any{"allowed_claims": "n", "claim_constraints": `{"n":{"type":"boolean","max_length":3}}`}, []string{`"claim_constraints"`, "max_length", "type boolean"}},
+		{"max_length on an object", map[string]any{"allowed_claims": "n", "claim_constraints": `{"n":{"type":"object","max_length":3}}`}, []string{`"claim_constraints"`, "max_length", "type object"}},
+		{"pattern on an integer", map[string]any{"allowed_claims": "n", "claim_constraints": `{"n":{"type":"integer","pattern":"^1"}}`}, []string{`"claim_constraints"`, "pattern", "type integer"}},
+		{"glob on an array", map[string]any{"allowed_claims": "n", "claim_constraints": `{"n":{"type":"array","glob":"a*"}}`}, []string{`"claim_constraints"`, "glob", "type array"}},
+		{"required claim twice", map[string]any{"allowed_claims": "scope", "required_claims": "scope,scope"}, []string{`"required_claims"`, `"scope"`, "more than once"}},
 		{"negative max_audiences", map[string]any{"max_audiences": -1}, []string{`"max_audiences"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

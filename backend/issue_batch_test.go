@@ -118,9 +118,15 @@ func TestIssueBatchBadInput(t *testing.T) {
 	}
 	tb.wantNotFound(t, logical.UpdateOperation, "issue/missing", map[string]any{"batch_input": []any{map[string]any{}}})
 
+	// A fractional ttl in an item: that item's error.
+	results := tb.mustWrite(t, "issue/r", map[string]any{"batch_input": []any{map[string]any{"ttl": "1.5s"}}}).Data["batch_results"].([]batchResult)
+	if len(results) != 1 || results[0].Token != "" || results[0].Error != `invalid "ttl": must be a whole number of seconds` {
+		t.Fatalf("results %+v", results)
+	}
+
 	// An item's claims as a JSON string that repeats a name: that item's
 	// error, as for any other bad item.
-	results := tb.mustWrite(t, "issue/r", map[string]any{"batch_input": []any{map[string]any{"claims": `{"a":1,"a":2}`}}}).Data["batch_results"].([]batchResult)
+	results = tb.mustWrite(t, "issue/r", map[string]any{"batch_input": []any{map[string]any{"claims": `{"a":1,"a":2}`}}}).Data["batch_results"].([]batchResult)
 	if len(results) != 1 || results[0].Token != "" || !strings.Contains(results[0].Error, `invalid "claims": repeats the member name "a"`) {
 		t.Fatalf("results %+v", results)
 	}

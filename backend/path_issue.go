@@ -61,7 +61,7 @@ func itemFields() map[string]*framework.FieldSchema {
 		},
 		"ttl": {
 			Type:        framework.TypeDurationSecond,
-			Description: "Token lifetime; at most the role's max_ttl. Default: the role's ttl.",
+			Description: "Token lifetime: a whole number of seconds, at least 1s and at most the role's max_ttl. Default: the role's ttl.",
 		},
 	}
 }
@@ -197,7 +197,7 @@ func issueParamsFrom(d *framework.FieldData) (issueParams, error) {
 	}
 	if v, ok := d.GetOk("ttl"); ok {
 		if p.TTL = time.Duration(v.(int)) * time.Second; p.TTL <= 0 {
-			return p, fmt.Errorf(`invalid "ttl": must be positive`)
+			return p, fmt.Errorf(`invalid "ttl": must be positive: a whole number of seconds, at least 1s`)
 		}
 	}
 	if v, ok := d.GetOk("subject"); ok {

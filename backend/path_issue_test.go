@@ -250,6 +250,9 @@ func TestIssueBadInput(t *testing.T) {
 	}{
 		{"ttl above max_ttl", "r", map[string]any{"ttl": "2h"}, []string{`"ttl"`, "max_ttl"}},
 		{"zero ttl", "r", map[string]any{"ttl": "0"}, []string{`"ttl"`, "positive"}},
+		{"fractional ttl", "r", map[string]any{"ttl": "1.9s"}, []string{`invalid "ttl": must be a whole number of seconds`}},
+		{"sub-second ttl", "r", map[string]any{"ttl": "500ms"}, []string{`invalid "ttl": must be a whole number of seconds`}},
+		{"fractional ttl as a number", "r", map[string]any{"ttl": 1.5}, []string{`invalid "ttl": must be a whole number of seconds`}},
 		{"subject not allowed", "r", map[string]any{"subject": "admin"}, []string{`"subject"`, "allowed_subjects"}},
 		{"subject too long", "r", map[string]any{"subject": "user-" + strings.Repeat("x", maxSubjectLen)}, []string{`"subject"`, "longer than 1024"}},
 		{"subject on a role that pins it", "locked", map[string]any{"subject": "someone-else"}, []string{`"subject"`, "does not let callers choose"}},

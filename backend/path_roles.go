@@ -104,12 +104,13 @@ func pathRoles(b *backend) *framework.Path {
 			},
 			"required_claims": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: "Names of claims the caller must set on issue; each must be in allowed_claims.",
+				Description: "Names of claims the caller must set on issue; each must be in allowed_claims, listed once.",
 			},
 			"claim_constraints": {
 				Type: framework.TypeMap,
-				Description: `JSON object: claim name (in allowed_claims) → a glob string, or rules {"type": string|number|integer|boolean|array|object, ` +
-					`"enum": [...], "pattern": "<RE2, unanchored>", "max_length": n}. A caller's value must meet every rule.`,
+				Description: `JSON object: claim name (in allowed_claims) → a glob string, or rules {"glob": "<glob>", "type": string|number|integer|boolean|array|object, ` +
+					`"enum": [...], "pattern": "<RE2, unanchored>", "max_length": n}. A caller's value must meet every rule. An empty enum, and glob, pattern or ` +
+					`max_length with a type they cannot apply to, are refused.`,
 			},
 			"max_audiences": {
 				Type:        framework.TypeInt,

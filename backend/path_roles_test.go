@@ -114,6 +114,7 @@ func TestRoleBadInput(t *testing.T) {
 		{"empty audience", map[string]any{"key": "k", "audiences": []string{"a", ""}}, []string{`"audiences"`, "must not be empty"}},
 		{"zero ttl", map[string]any{"key": "k", "ttl": "0s"}, []string{`"ttl"`, "positive"}},
 		{"negative ttl", map[string]any{"key": "k", "ttl": "-5m"}, []string{"ttl"}},
+		{"fractional max_ttl", map[string]any{"key": "k", "max_ttl": "90.5s"}, []string{`invalid "max_ttl": must be a whole number of seconds`}},
 		{"max_ttl above 10 years", map[string]any{"key": "k", "max_ttl": "87601h"}, []string{`"max_ttl"`, "at most 87600h"}},
 		{"max_ttl near time.Duration's limit", map[string]any{"key": "k", "max_ttl": "9223372036"}, []string{`"max_ttl"`, "at most 87600h"}},
 		{"ttl above 10 years", map[string]any{"key": "k", "ttl": "87601h", "max_ttl": "87601h"}, []string{"at most 87600h"}},
@@ -138,7 +139,8 @@ func TestRoleBadInput(t *testing.T) {
 
 // TestRoleBeyondBoundsStillLoads: a role stored with a max_ttl beyond
 // today's bound (written before the bound existed) still loads and issues;
-// only a write must bring it within bounds.
+// only a write must bring it within bounds. So do roles with rules refused
+// since on write: a repeated required claim, max_length on an integer.
 func TestRoleBeyondBoundsStillLoads(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", nil)
@@ -148,7 +150,8 @@ func TestRoleBeyondBoundsStillLoads(t *testing.T) {
 	}
 	k.VerificationTTL = 200 * 365 * 24 * time.Hour
 	entry, _ := logical.StorageEntryJSON(keyPrefix+"k", k)
-	r := &role{Name: "old", Key: "k", TTL: time.Hour, MaxTTL: 150 * 365 * 24 * time.Hour, Typ: defaultTyp, JTI: true}
+	r := &role{Name: "old", Key: "k", TTL: time.Hour, MaxTTL: 150 * 365 * 24 * time.Hour, Typ: defaultTyp, JTI: true,
+		AllowedClaims: []string{"n"}, RequiredClaims: []string{"n", "n"}, ClaimConstraints: map[string]any{"n": map[string]any{"type": "integer", "max_length": 3}}}
 	roleEntry, _ := logical.StorageEntryJSON(rolePrefix+"old", r)
 	for _, e := range []*logical.StorageEntry{entry, roleEntry} {
 		if err := tb.storage.Put(t.Context(), e); err != nil {
@@ -156,7 +159,7 @@ func TestRoleBeyondBoundsStillLoads(t *testing.T) {
 		}
 	}
 	tb.dropKey("k")
-	tb.issue(t, "old", map[string]any{"ttl": "1000h"})
+	tb.issue(t, "old", map[string]any{"ttl": "1000h", "claims": map[string]any{"n": 12345}})
 	tb.mustRead(t, "keys/k")
 	tb.mustRead(t, "roles/old")
 	tb.wantBadRequest(t, logical.UpdateOperation, "roles/old", map[string]any{"typ": "at+jwt"}, `"max_ttl"`, "at most 87600h")

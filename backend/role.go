@@ -201,7 +201,12 @@ func (r *role) validate() error {
 	if err := validateList("required_claims", r.RequiredClaims); err != nil {
 		return err
 	}
-	if _, err := parseConstraints(r.ClaimConstraints); err != nil {
+	for i, name := range r.RequiredClaims {
+		if slices.Contains(r.RequiredClaims[:i], name) {
+			return fmt.Errorf(`invalid "required_claims": %q is listed more than once`, name)
+		}
+	}
+	if err := validateConstraints(r.ClaimConstraints); err != nil {
 		return err
 	}
 	for name := range r.ClaimConstraints {

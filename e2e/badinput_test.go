@@ -60,6 +60,9 @@ func TestBadInput(t *testing.T) {
 		{"revoke issuer with a role", []string{"write", mountPath + "/revoke", "role=r", "issuer=https://other.example.com"}, `invalid "issuer"`},
 		{"revoke issuer not an issuer", []string{"write", mountPath + "/revoke", "subject=s", "issuer=has space"}, `invalid "issuer"`},
 		{"region on a local key", []string{"write", mountPath + "/keys/new", "provider=local", "region=eu-west-1"}, `"region"`},
+		{"fractional issue ttl", []string{"write", mountPath + "/issue/r", "ttl=1.9s"}, `"ttl"`},
+		{"empty enum", []string{"write", mountPath + "/roles/r", "allowed_claims=scope", `claim_constraints={"scope":{"enum":[]}}`}, `"claim_constraints"`},
+		{"required claim twice", []string{"write", mountPath + "/roles/r", "allowed_claims=scope", "required_claims=scope,scope"}, `"required_claims"`},
 		{"boolean not a boolean", []string{"write", mountPath + "/roles/r", "jti=maybe"}, `invalid "jti": must be a boolean`},
 		{"duration not a duration", []string{"write", mountPath + "/keys/k", "verification_ttl=soon"}, `invalid "verification_ttl": must be a duration`},
 	}
