@@ -26,7 +26,8 @@ import (
 // Fields the path's pattern captures from the URL are skipped: the
 // framework replaces their values with the URL's.
 //
-// It allocates nothing when every value converts.
+// On success it costs the conversions themselves (the framework repeats
+// them) and, for routed paths, one route lookup: about 0.7µs on verify.
 func checkFields(schema map[string]*framework.FieldSchema, pattern string, data map[string]any) error {
 	var bad []string
 	fd := framework.FieldData{Raw: data, Schema: schema}
