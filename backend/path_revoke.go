@@ -21,9 +21,9 @@ func pathRevoke(b *backend) []*framework.Path {
 			Pattern:      "revoke",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "revoke", OperationSuffix: "token"},
 			Fields: map[string]*framework.FieldSchema{
-				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired (more than 30s ago: a 200 with a warning, and nothing is stored)."},
+				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired (more than 30s ago: a 200 with a warning, and nothing is stored, unless it is a live refresh token family's latest token)."},
 				"jti":     {Type: framework.TypeString, Description: `The "jti" to revoke, at most 1024 characters; needs "exp".`},
-				"exp":     {Type: framework.TypeInt64, Description: `Only with "jti": the token's "exp" (Unix seconds, 1 to 100000000000), after which the entry can be tidied. An exp more than 30s past gets a 200 with a warning, and nothing is stored.`},
+				"exp":     {Type: framework.TypeInt64, Description: `Only with "jti": the token's "exp" (Unix seconds, 1 to 100000000000), after which the entry can be tidied. An exp more than 30s past gets a 200 with a warning, and nothing is stored, unless the jti is a live refresh token family's latest token.`},
 				"subject": {Type: framework.TypeString, Description: `Revoke every token of this "sub" issued at or before now, and its tokens without "iat". At most 1024 characters.`},
 				"role":    {Type: framework.TypeString, Description: `Revoke every token this role issued at or before now (found by the role tag that starts each jti; roles with jti=false cannot be revoked this way).`},
 				"issuer":  {Type: framework.TypeString, Description: `Only with "jti" or "subject": the tokens' "iss", checked like jwt/config's issuer. Default: jwt/config's issuer.`},
@@ -179,10 +179,12 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		kind = "role"
 		r.Issuer = "" // a role revocation covers every issuer the role used
 	}
-	if !r.Expires.After(now) {
+	if !r.Expires.After(now) && !b.familyMayNeedJTI(r.JTI, now) {
 		// Past exp and verify's leeway: verify already refuses the token,
 		// and the entry would be tidied at once. Scripts revoking a list
-		// get a 200, not a failure.
+		// get a 200, not a failure. (The latest token of a live refresh
+		// family is stored all the same: revoking it ends the family, and
+		// tidy keeps the entry while the family needs it.)
 		resp := &logical.Response{Data: map[string]any{
 			"revoked": kind, "issuer": r.Issuer, "expires_at": r.Expires.UTC().Format(time.RFC3339),
 		}}
@@ -340,7 +342,9 @@ as revoked too). Give the token itself (its signature must be this mount's;
 it may have expired), or its "jti" and "exp", or a "subject", or a "role";
 "issuer" only with "jti" or "subject", "exp" only with "jti". A token or
 jti whose exp is more than 30s past is answered with a warning, and
-nothing is stored: jwt/verify refuses it anyway. Entries are
+nothing is stored: jwt/verify refuses it anyway (unless it is the latest
+token of a live refresh token family: the entry is stored, and ends the
+family). Entries are
 keyed by (iss, jti), (iss, sub) or the role's tag, never by the token
 string, so every encoding of the same claims is revoked. A role's tag is the
 part of each jti it issues before the "." (64 bits of SHA-256 of the role

@@ -616,6 +616,12 @@ func TestRevokeExpired(t *testing.T) {
 	tok := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
 	tb.clock.Add(2 * time.Minute)
 	now := tb.clock.Now().Unix()
+	// Until tidy has read every refresh family once, an expired jti may be
+	// some family's latest token, so it is stored.
+	if resp := tb.mustWrite(t, "revoke", map[string]any{"jti": "early", "exp": now - 31}); len(resp.Warnings) != 0 {
+		t.Fatalf("before the first tidy: warnings %q, want the entry stored", resp.Warnings)
+	}
+	tb.mustWrite(t, "tidy", nil) // removes "early" and learns every family
 	for _, tc := range []struct {
 		name string
 		data map[string]any
@@ -645,5 +651,36 @@ func TestRevokeExpired(t *testing.T) {
 	}
 	if jtis := tb.mustRead(t, "revocations").Data["jtis"].([]any); len(jtis) != 1 {
 		t.Fatalf("revocations %v", jtis)
+	}
+}
+
+// TestRevokeExpiredLatestTokenOfFamily: a refresh family's latest access
+// token has expired, as it does before every refresh; revoking it still
+// ends the family (refresh checks the latest token against revocations),
+// so the entry is stored and tidy keeps it while the family lives.
+func TestRevokeExpiredLatestTokenOfFamily(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "1m", "refresh_ttl": "1h"})
+	d := tb.mustWrite(t, "issue/r", nil).Data
+	tb.mustWrite(t, "tidy", nil) // the index knows every family
+	tb.clock.Add(5 * time.Minute)
+	for _, data := range []map[string]any{
+		{"token": d["token"]},
+		{"jti": d["jti"], "exp": tb.clock.Now().Add(-4 * time.Minute).Unix()},
+	} {
+		if resp := tb.mustWrite(t, "revoke", data); len(resp.Warnings) != 0 {
+			t.Fatalf("revoke %v of a live family's latest token: warnings %q, want it stored", data, resp.Warnings)
+		}
+	}
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
+		t.Fatalf("tidy removed %v entries a live family needs", n)
+	}
+	resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": d["refresh_token"]})
+	if err == nil && !resp.IsError() {
+		t.Fatalf("refresh after its latest token was revoked: %v, want a 400", resp.Data)
+	}
+	if msg := resp.Error().Error(); !strings.Contains(msg, "revoked") {
+		t.Fatalf("refresh refused with %q, want the revocation named", msg)
 	}
 }

@@ -213,6 +213,16 @@ func (b *backend) familyCover(now time.Time) (c familyCover, ok bool) {
 	return c, true
 }
 
+// familyMayNeedJTI reports whether jti may be the latest token of a live
+// refresh family, whose refresh checks that token against revocations: a
+// revocation of it must be stored even once the token has expired. It is
+// true whenever the index does not know every family (on a standby, before
+// the active node's first tidy scan).
+func (b *backend) familyMayNeedJTI(jti string, now time.Time) bool {
+	c, ok := b.familyCover(now)
+	return !ok || c.jtis[jti]
+}
+
 // needs reports whether a live family may need r to stay ended.
 func (c familyCover) needs(r *revocation) bool {
 	if r.kind() == kindJTI {
