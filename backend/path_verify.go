@@ -231,7 +231,7 @@ func numericDate(claims map[string]any, name string, required bool) (time.Time, 
 		return time.Time{}, fmt.Errorf("%q is not a number", name)
 	}
 	f, err := n.Float64()
-	if err != nil || f < 0 || f > 1e11 {
+	if err != nil || f < 0 || f > maxNumericDate {
 		return time.Time{}, fmt.Errorf("%q is not a valid NumericDate", name)
 	}
 	return time.Unix(int64(f), 0), nil
