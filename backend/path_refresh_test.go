@@ -13,9 +13,17 @@ import (
 
 func refreshBackend(t *testing.T) *testBackend {
 	t.Helper()
+	return refreshBackendWithRole(t, map[string]any{"ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*", "allowed_claims": "scope"})
+}
+
+// refreshBackendWithRole has an ES256 key k and role r on it with the
+// given fields.
+func refreshBackendWithRole(t *testing.T, role map[string]any) *testBackend {
+	t.Helper()
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
-	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*", "allowed_claims": "scope"})
+	role["key"] = "k"
+	tb.mustWrite(t, "roles/r", role)
 	return tb
 }
 
@@ -294,10 +302,7 @@ var revokeModes = []struct {
 // expire after max_ttl, 10m) and long-lived refresh families (24h).
 func longRefreshBackend(t *testing.T) *testBackend {
 	t.Helper()
-	tb := getTestBackend(t)
-	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
-	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "5m", "max_ttl": "10m", "refresh_ttl": "24h", "allowed_subjects": "user-*"})
-	return tb
+	return refreshBackendWithRole(t, map[string]any{"ttl": "5m", "max_ttl": "10m", "refresh_ttl": "24h", "allowed_subjects": "user-*"})
 }
 
 // TestRefreshRevokedFamilyStaysEnded: a family ended by a revocation entry
