@@ -325,6 +325,8 @@ func TestFieldTypeErrorsEchoNoValue(t *testing.T) {
 		{"key verification_ttl not a duration", "keys/k", map[string]any{"verification_ttl": marker}, marker, []string{`invalid "verification_ttl": must be a duration`}},
 		{"config jwks_max_age negative", "config", map[string]any{"jwks_max_age": "-5"}, "-5", []string{`invalid "jwks_max_age"`, "negative"}},
 		{"revocations limit not an integer", "revocations", map[string]any{"limit": marker}, marker, []string{`invalid "limit": must be an integer`}},
+		{"max_audiences a float beyond int64", "roles/new", map[string]any{"key": "k", "max_audiences": 1e30}, "1e+30", []string{`invalid "max_audiences": must be an integer`}},
+		{"max_audiences a fractional float", "roles/new", map[string]any{"key": "k", "max_audiences": 2.5}, "2.5", []string{`invalid "max_audiences": must be an integer`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var op logical.Operation = logical.UpdateOperation

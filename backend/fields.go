@@ -57,6 +57,13 @@ func fieldRule(fd *framework.FieldData, k string, s *framework.FieldSchema, v an
 	switch s.Type {
 	case framework.TypeDurationSecond, framework.TypeSignedDurationSecond:
 		return durationRule(s.Type, v)
+	case framework.TypeInt, framework.TypeInt64:
+		// The framework converts a float64 (what callers that do not
+		// decode JSON numbers as json.Number send) by truncating it, and
+		// one beyond int64 wraps: 1e30 became negative.
+		if f, ok := v.(float64); ok && (f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64) {
+			return typeRule(s.Type)
+		}
 	}
 	if _, _, err := fd.GetOkErr(k); err != nil {
 		return typeRule(s.Type)
