@@ -473,11 +473,9 @@ func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, 
 	b.revMu.Lock()
 	defer b.revMu.Unlock()
 	now, n := b.now(), 0
-	cover, ok := b.familyCover(now)
-	if !ok {
-		b.Logger().Debug("tidy: keeping expired revocations until every refresh family is known")
-		return 0, nil
-	}
+	// What live families need is a pass over every family, made only once
+	// some bucket is due: most runs find none.
+	var cover *familyCover
 	for kind := range numKinds {
 		for bucket := range revocationBuckets {
 			idx.mu.RLock()
@@ -485,6 +483,14 @@ func (b *backend) tidyRevocations(ctx context.Context, s logical.Storage) (int, 
 			idx.mu.RUnlock()
 			if due == 0 || now.Unix() < due {
 				continue
+			}
+			if cover == nil {
+				c, ok := b.familyCover(now)
+				if !ok {
+					b.Logger().Debug("tidy: keeping expired revocations until every refresh family is known")
+					return 0, nil
+				}
+				cover = &c
 			}
 			rb, err := loadBucket(ctx, s, kind, bucket)
 			if err != nil {
