@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -91,7 +92,7 @@ func validateConstraints(raw map[string]any) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range sortedNames(parsed) {
+	for _, name := range slices.Sorted(maps.Keys(parsed)) { // the same error every time
 		if err := parsed[name].sensible(); err != nil {
 			return fmt.Errorf(`invalid "claim_constraints": claim %q: %v`, name, err)
 		}
@@ -114,17 +115,6 @@ func (c *claimConstraint) sensible() error {
 		}
 	}
 	return nil
-}
-
-// sortedNames returns m's keys in order, so that errors are the same from
-// one request to the next.
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // check reports why v breaks the constraint, or nil.
