@@ -1,11 +1,7 @@
 package backend
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -34,88 +30,6 @@ func FuzzParseJSONObject(f *testing.F) {
 			t.Fatalf("accepted object cannot be encoded again: %v", err)
 		}
 	})
-}
-
-// FuzzParseJSONValue: claims and batch_input strings come from callers.
-// parseJSONValue must accept exactly what encoding/json accepts as one
-// value, less objects that repeat a member name and trailing data, and
-// decode it to the same value; never panic.
-func FuzzParseJSONValue(f *testing.F) {
-	for _, s := range []string{`{}`, `[]`, `{"a":1,"a":2}`, `{"a":{"b":1,"b":2}}`, `[{"a":1},{"a":1}]`, `{"a":1,"b":{"a":1}}`,
-		`[1] [2]`, `{} x`, `1e999`, `"\u0000"`, `{"a":`, `[[[[[[[[]]]]]]]]`, ` null `, `{"\u0061":1,"a":2}`} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseJSONValue(s)
-		dec := json.NewDecoder(strings.NewReader(s))
-		dec.UseNumber()
-		var want any
-		stdErr := dec.Decode(&want)
-		if stdErr == nil {
-			if _, tokErr := dec.Token(); tokErr != io.EOF {
-				stdErr = errors.New("trailing data")
-			}
-		}
-		if err != nil {
-			if stdErr == nil && !strings.Contains(err.Error(), "repeats the member name") {
-				t.Fatalf("refused %q, which encoding/json reads as one value: %v", s, err)
-			}
-			return
-		}
-		if stdErr != nil {
-			t.Fatalf("accepted %q, which encoding/json refuses: %v", s, stdErr)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q decoded to %#v, encoding/json to %#v", s, got, want)
-		}
-		if hasDuplicateNames(t, s) {
-			t.Fatalf("accepted %q, which repeats a member name", s)
-		}
-	})
-}
-
-// hasDuplicateNames reports whether the valid JSON s repeats a member name
-// in any object, by comparing each object's member count with the size of
-// the map encoding/json makes of it.
-func hasDuplicateNames(t *testing.T, s string) bool {
-	t.Helper()
-	var walk func(raw json.RawMessage) bool
-	walk = func(raw json.RawMessage) bool {
-		switch strings.TrimLeft(string(raw), " \t\r\n")[0] {
-		case '{':
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.Token()
-			n := 0
-			var m map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &m); err != nil {
-				t.Fatal(err)
-			}
-			for dec.More() {
-				dec.Token()
-				var v json.RawMessage
-				if err := dec.Decode(&v); err != nil {
-					t.Fatal(err)
-				}
-				if walk(v) {
-					return true
-				}
-				n++
-			}
-			return n != len(m)
-		case '[':
-			var l []json.RawMessage
-			if err := json.Unmarshal(raw, &l); err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range l {
-				if walk(v) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	return walk(json.RawMessage(s))
 }
 
 // FuzzIssueClaims: whatever claims a caller sends, issue either refuses

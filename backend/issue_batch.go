@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
 )
 
 // maxBatchItems caps batch_input: a batch is one request holding one
@@ -89,24 +91,24 @@ type batchResult struct {
 // array of them in a string (as the vault CLI sends batch_input=@file).
 func batchItems(raw any) ([]map[string]any, error) {
 	if s, ok := raw.(string); ok {
-		v, err := parseJSONValue(s)
-		var syntax jsonSyntaxError
+		v, err := signer.DecodeJSON([]byte(s))
+		var syntax signer.JSONSyntaxError
 		switch {
 		case errors.As(err, &syntax):
 			return nil, fmt.Errorf("must be a list of objects (or a JSON array of them): %v", err)
-		case errors.Is(err, errJSONTrailing):
+		case errors.Is(err, signer.ErrJSONTrailing):
 			return nil, fmt.Errorf("must be a single JSON array, with nothing after it")
 		case err != nil:
 			return nil, err
 		}
 		if _, isList := v.([]any); !isList {
-			return nil, fmt.Errorf("must be a JSON array of objects, not %s", jsonKind(v))
+			return nil, fmt.Errorf("must be a JSON array of objects, not %s", signer.JSONKind(v))
 		}
 		raw = v
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, fmt.Errorf("must be a list of objects, not %s", jsonKind(raw))
+		return nil, fmt.Errorf("must be a list of objects, not %s", signer.JSONKind(raw))
 	}
 	if len(list) == 0 {
 		return nil, fmt.Errorf("must not be empty")
@@ -118,7 +120,7 @@ func batchItems(raw any) ([]map[string]any, error) {
 	for i, v := range list {
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("item %d must be an object, not %s", i, jsonKind(v))
+			return nil, fmt.Errorf("item %d must be an object, not %s", i, signer.JSONKind(v))
 		}
 		items[i] = m
 	}

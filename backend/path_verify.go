@@ -254,7 +254,7 @@ false with a "reason" for operators.
 
 The token must be a compact JWS of at most 16 KiB with exactly two dots, in
 unpadded base64url without stray bits, with a UTF-8 JSON header and claims
-that repeat no names. Its "alg" must be one of the ten this engine signs
+in which no object, at any depth, repeats a member name. Its "alg" must be one of the ten this engine signs
 with ("none" in any casing and HS* are not), and equal the algorithm of the
 published key version its "kid" names. Headers that carry or point to keys
 (jwk, jku, x5u, x5c, x5t, x5t#S256), crit, b64 and JWE headers are refused and never

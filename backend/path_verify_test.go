@@ -130,7 +130,8 @@ func TestVerifyAttacks(t *testing.T) {
 		{"no exp", withClaims(`{"iss":"https://vault.test/v1/jwt"}`), "", `no "exp"`},
 		{"nbf in the future", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"nbf":%d}`, now+600, now+120)), "", `"nbf" is in the future`},
 		{"someone else's iss", withClaims(fmt.Sprintf(`{"iss":"https://evil.test","exp":%d}`, now+600)), "", "not this mount's"},
-		{"duplicate claims", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"sub":"a","sub":"admin"}`, now+600)), "", "repeats member"},
+		{"duplicate claims", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"sub":"a","sub":"admin"}`, now+600)), "", `repeats the member name "sub"`},
+		{"duplicate nested claims", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"act":{"sub":"a","sub":"admin"}}`, now+600)), "", `repeats the member name "sub"`},
 		{"JWE", "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d", "", "dots"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

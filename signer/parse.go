@@ -1,12 +1,10 @@
 package signer
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 )
 
 // MaxTokenLength caps what ParseCompact reads, before any splitting or
@@ -37,7 +35,7 @@ var strictB64 = base64.RawURLEncoding.Strict()
 // ParseCompact parses a JWS in compact serialization strictly: at most
 // MaxTokenLength bytes; exactly two dots (counted before splitting);
 // unpadded base64url with no stray bits in every segment; a header that is
-// a UTF-8 JSON object without duplicate names, whose "alg" is exactly one
+// a UTF-8 JSON object without duplicate names at any depth, whose "alg" is exactly one
 // of the ten in the table (so "none" in any casing and HS* are unknown), and
 // without the refusedHeaders. The payload is returned as decoded; see
 // ParseClaims.
@@ -101,75 +99,45 @@ func decodeSegment(name, seg string) ([]byte, error) {
 	return b, nil
 }
 
-func stringMember(m map[string]json.RawMessage, name string, dst *string, required bool) error {
-	raw, ok := m[name]
+func stringMember(m map[string]any, name string, dst *string, required bool) error {
+	v, ok := m[name]
 	if !ok {
 		if required {
 			return fmt.Errorf("%w: header has no %q", ErrMalformed, name)
 		}
 		return nil
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
+	str, ok := v.(string)
+	if !ok {
 		return fmt.Errorf("%w: header %q is not a string", ErrMalformed, name)
 	}
+	*dst = str
 	return nil
 }
 
-// jsonObject decodes data as one UTF-8 JSON object whose member names do not
-// repeat: verifiers disagree on which duplicate wins, so none is accepted.
-func jsonObject(what string, data []byte) (map[string]json.RawMessage, error) {
-	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("%w: %s is not UTF-8", ErrMalformed, what)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, fmt.Errorf("%w: %s is not a JSON object", ErrMalformed, what)
-	}
-	out := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
-		}
-		name := tok.(string)
-		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("%w: %s repeats member %q", ErrMalformed, what, name)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
-		}
-		out[name] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
-	}
-	if dec.More() {
+// jsonObject decodes data with DecodeJSON as one JSON object: UTF-8, no
+// member name repeated at any depth (verifiers disagree on which duplicate
+// wins, so none is accepted), nothing after it.
+func jsonObject(what string, data []byte) (map[string]any, error) {
+	v, err := DecodeJSON(data)
+	var syntax JSONSyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return nil, fmt.Errorf("%w: %s is not JSON: %v", ErrMalformed, what, err)
+	case errors.Is(err, ErrJSONTrailing):
 		return nil, fmt.Errorf("%w: %s has data after the object", ErrMalformed, what)
+	case err != nil: // a repeated name
+		return nil, fmt.Errorf("%w: %s %v", ErrMalformed, what, err)
 	}
-	if _, err := dec.Token(); err == nil {
-		return nil, fmt.Errorf("%w: %s has data after the object", ErrMalformed, what)
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a JSON object but %s", ErrMalformed, what, JSONKind(v))
 	}
-	return out, nil
+	return obj, nil
 }
 
-// ParseClaims decodes a JWT payload strictly: one UTF-8 JSON object, no
-// repeated names, numbers kept as json.Number.
+// ParseClaims decodes a JWT payload strictly (see jsonObject), numbers
+// kept as json.Number.
 func ParseClaims(payload []byte) (map[string]any, error) {
-	members, err := jsonObject("claims", payload)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]any, len(members))
-	for name, raw := range members {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("%w: claim %q: %v", ErrMalformed, name, err)
-		}
-		out[name] = v
-	}
-	return out, nil
+	return jsonObject("claims", payload)
 }

@@ -35,6 +35,7 @@ func TestParseCompact(t *testing.T) {
 		{"alg not a string", seg(`{"alg":["ES256"]}`) + body, ErrMalformed},
 		{"no alg", seg(`{"kid":"k"}`) + body, ErrMalformed},
 		{"duplicate alg", seg(`{"alg":"HS256","alg":"ES256"}`) + body, ErrMalformed},
+		{"duplicate nested name", seg(`{"alg":"ES256","ext":{"a":1,"a":2}}`) + body, ErrMalformed},
 		{"embedded jwk", seg(`{"alg":"ES256","jwk":{"kty":"EC"}}`) + body, ErrMalformed},
 		{"jku", seg(`{"alg":"ES256","jku":"http://127.0.0.1:1/keys"}`) + body, ErrMalformed},
 		{"x5u", seg(`{"alg":"ES256","x5u":"http://127.0.0.1:1/cert"}`) + body, ErrMalformed},
@@ -83,7 +84,7 @@ func TestParseClaims(t *testing.T) {
 	if err != nil || c["sub"] != "a" || c["n"].(interface{ String() string }).String() != "12345678901234567890" {
 		t.Fatalf("%v %v", c, err)
 	}
-	for _, bad := range []string{`{"sub":"a","sub":"b"}`, `[]`, `{"a":1}x`, "{\"a\":\"\xff\"}", `foo`} {
+	for _, bad := range []string{`{"sub":"a","sub":"b"}`, `{"act":{"sub":"a","sub":"b"}}`, `[]`, `{"a":1}x`, "{\"a\":\"\xff\"}", `foo`} {
 		if _, err := ParseClaims([]byte(bad)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("ParseClaims(%q) = %v", bad, err)
 		}
