@@ -6,7 +6,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -263,17 +262,17 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	var errs *multierror.Error
 	// Families first: revocation tidy keeps entries that live families
 	// need, and deletes none until it knows every family.
-	if _, err := b.tidyRefreshFamilies(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
+	if _, err := b.tidyRefreshFamilies(ctx, req.Storage); err != nil && !isReadOnly(err) {
 		b.Logger().Error("tidying refresh families failed", "error", err)
 		errs = multierror.Append(errs, err)
 	}
-	if _, err := b.tidyRevocations(ctx, req.Storage); err != nil && !errors.Is(err, logical.ErrReadOnly) {
+	if _, err := b.tidyRevocations(ctx, req.Storage); err != nil && !isReadOnly(err) {
 		b.Logger().Error("tidying revocations failed", "error", err)
 		errs = multierror.Append(errs, err)
 	}
 	for _, name := range names {
 		if err := b.maintainKey(ctx, req.Storage, name); err != nil {
-			if errors.Is(err, logical.ErrReadOnly) {
+			if isReadOnly(err) {
 				return nil
 			}
 			b.Logger().Error("periodic key maintenance failed", "key", name, "error", err)

@@ -23,6 +23,9 @@ import (
 // moves and a log it can read.
 type testBackend struct {
 	*backend
+	// handler is what requests go to: the backend itself, or the client
+	// side of the plugin transport in front of it.
+	handler logical.Backend
 	t       *testing.T
 	storage logical.Storage
 	clock   *testClock
@@ -70,21 +73,46 @@ func (s *syncBuffer) String() string {
 // https://vault.test/v1/jwt and the clock at a fixed instant.
 func getTestBackend(t testing.TB) *testBackend {
 	t.Helper()
+	return newTestBackend(t, &logical.InmemStorage{}, mountInProcess)
+}
+
+// mountFunc stands for Vault mounting the plugin: it builds a backend with
+// factory from conf and returns what requests go to.
+type mountFunc func(t testing.TB, factory logical.Factory, conf *logical.BackendConfig) logical.Backend
+
+// mountInProcess calls the factory directly: requests go to the backend.
+func mountInProcess(t testing.TB, factory logical.Factory, conf *logical.BackendConfig) logical.Backend {
+	t.Helper()
+	lb, err := factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lb
+}
+
+// newTestBackend is getTestBackend over storage, mounted by mount.
+func newTestBackend(t testing.TB, storage logical.Storage, mount mountFunc) *testBackend {
+	t.Helper()
 	logs := &syncBuffer{}
 	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
 	conf := &logical.BackendConfig{
 		Logger:      hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace, JSONFormat: true}),
 		System:      sys,
-		StorageView: &logical.InmemStorage{},
+		StorageView: storage,
 	}
-	lb, err := NewFactory(WithRunningVersion("v0.0.0-test"))(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := lb.(*backend)
 	clock := &testClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
-	b.now = clock.Now
-	tb := &testBackend{backend: b, storage: conf.StorageView, clock: clock, logs: logs, sys: sys}
+	var b *backend
+	factory := func(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+		lb, err := NewFactory(WithRunningVersion("v0.0.0-test"))(ctx, conf)
+		if err != nil {
+			return nil, err
+		}
+		b = lb.(*backend)
+		b.now = clock.Now
+		return b, nil
+	}
+	handler := mount(t, factory, conf)
+	tb := &testBackend{backend: b, handler: handler, storage: storage, clock: clock, logs: logs, sys: sys}
 	if tt, ok := t.(*testing.T); ok {
 		tb.t = tt
 	}
@@ -106,7 +134,7 @@ func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, 
 	}
 	req := &logical.Request{Operation: op, Path: path, Data: d, Storage: tb.storage, EntityID: tb.entityID}
 	if op == logical.CreateOperation || op == logical.UpdateOperation {
-		checkFound, exists, err := tb.HandleExistenceCheck(context.Background(), req)
+		checkFound, exists, err := tb.handler.HandleExistenceCheck(context.Background(), req)
 		var userErr errutil.UserError
 		switch {
 		case errors.As(err, &userErr):
@@ -123,7 +151,7 @@ func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, 
 			}
 		}
 	}
-	return tb.HandleRequest(context.Background(), req)
+	return tb.handler.HandleRequest(context.Background(), req)
 }
 
 // mustWrite writes and fails the test on any error; it validates the

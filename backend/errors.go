@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -17,8 +18,9 @@ func (e userError) Error() string { return e.err.Error() }
 func (e userError) Unwrap() error { return e.err }
 
 // respondErr maps an error to a handler result. A userError becomes a 400
-// naming the problem. logical.ErrReadOnly passes through untouched so Vault
-// forwards the request to the active node. Anything else is an internal
+// naming the problem. A refused write on a read-only node (isReadOnly) is
+// returned as logical.ErrReadOnly itself, unlogged, so Vault forwards the
+// request to the active node. Anything else is an internal
 // failure: logged with key/values (never secrets) and returned, which Vault
 // reports as a 500.
 func (b *backend) respondErr(err error, msg string, kv ...any) (*logical.Response, error) {
@@ -29,8 +31,8 @@ func (b *backend) respondErr(err error, msg string, kv ...any) (*logical.Respons
 	switch {
 	case errors.As(err, &ue):
 		return logical.ErrorResponse(ue.Error()), logical.ErrInvalidRequest
-	case errors.Is(err, logical.ErrReadOnly):
-		// Unwrapped, exactly as Vault expects it.
+	case isReadOnly(err):
+		// Bare, exactly as Vault expects it.
 		return nil, logical.ErrReadOnly
 	case errors.As(err, &coded):
 		// A failure upstream (KMS throttled or down, a key KMS refuses):
@@ -45,4 +47,13 @@ func (b *backend) respondErr(err error, msg string, kv ...any) (*logical.Respons
 // badRequest is a 400 with a message naming the field and the rule.
 func badRequest(format string, args ...any) (*logical.Response, error) {
 	return logical.ErrorResponse(format, args...), logical.ErrInvalidRequest
+}
+
+// isReadOnly reports whether err is a write that storage refused because
+// this node is read-only (a performance standby). In a plugin, storage is
+// the SDK's gRPC client, which returns the refusal as errors.New with
+// logical.ErrReadOnly's text (sdk plugin/grpc_storage.go), so errors.Is
+// alone never matches it; HashiCorp's own plugins match the text too.
+func isReadOnly(err error) bool {
+	return err != nil && (errors.Is(err, logical.ErrReadOnly) || strings.Contains(err.Error(), logical.ErrReadOnly.Error()))
 }

@@ -2,28 +2,85 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	gplugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
+	sdkplugin "github.com/hashicorp/vault/sdk/plugin"
 )
 
-// readOnlyStorage is storage as a performance standby sees it: reads work,
-// writes fail with logical.ErrReadOnly.
-type readOnlyStorage struct{ logical.Storage }
+// standbyStorage is storage as a performance standby has it once readOnly
+// is set: reads work, writes fail with refusal.
+type standbyStorage struct {
+	logical.Storage
+	readOnly atomic.Bool
+	refusal  error
+}
 
-func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return logical.ErrReadOnly }
-func (readOnlyStorage) Delete(context.Context, string) error             { return logical.ErrReadOnly }
+func (s *standbyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if s.readOnly.Load() {
+		return s.refusal
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func (s *standbyStorage) Delete(ctx context.Context, key string) error {
+	if s.readOnly.Load() {
+		return s.refusal
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// mountOverGRPC serves the backend through the SDK's gRPC plugin transport,
+// as Vault runs an external plugin: storage, the system view and every
+// request and error cross it.
+func mountOverGRPC(t testing.TB, factory logical.Factory, conf *logical.BackendConfig) logical.Backend {
+	t.Helper()
+	client, _ := gplugin.TestPluginGRPCConn(t, false, map[string]gplugin.Plugin{
+		sdkplugin.BackendPluginName: &sdkplugin.GRPCBackendPlugin{Factory: factory, Logger: conf.Logger},
+	})
+	t.Cleanup(func() { client.Close() })
+	raw, err := client.Dispense(sdkplugin.BackendPluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := raw.(logical.Backend)
+	if err := lb.Setup(context.Background(), conf); err != nil {
+		t.Fatal(err)
+	}
+	return lb
+}
 
 // TestStandbyWrites: on a performance standby every path that writes
 // returns logical.ErrReadOnly itself, so Vault forwards the request to the
 // active node, and logs nothing as an error; paths that only read (issue
 // without refresh, verify, the JWKS, reads) answer locally; the periodic
-// function does nothing.
+// function does nothing. Over gRPC, Vault's storage refuses with
+// logical.ErrReadOnly but the plugin receives only its text, and Vault
+// receives only the text of what the plugin returns.
 func TestStandbyWrites(t *testing.T) {
-	tb := getTestBackend(t)
+	for _, tc := range []struct {
+		name    string
+		mount   mountFunc
+		refusal error
+	}{
+		// What the plugin's storage returns in production.
+		{"in process", mountInProcess, errors.New(logical.ErrReadOnly.Error())},
+		{"over gRPC", mountOverGRPC, logical.ErrReadOnly},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &standbyStorage{Storage: &logical.InmemStorage{}, refusal: tc.refusal}
+			testStandbyWrites(t, newTestBackend(t, st, tc.mount), st)
+		})
+	}
+}
+
+func testStandbyWrites(t *testing.T, tb *testBackend, st *standbyStorage) {
 	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "1h"})
 	tb.mustWrite(t, "keys/old", nil)
 	tb.mustWrite(t, "keys/old/rotate", map[string]any{"immediate": true})
@@ -43,7 +100,7 @@ func TestStandbyWrites(t *testing.T) {
 
 	tb.sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
 	tb.System().(*cachedSystemView).until = time.Time{} // a node changing role reloads its mounts
-	tb.storage = readOnlyStorage{tb.storage}
+	st.readOnly.Store(true)
 	tb.logs.buf.Reset()
 
 	for _, tc := range []struct {
@@ -73,7 +130,13 @@ func TestStandbyWrites(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := tb.request(t, tc.op, tc.path, tc.data)
-			if err != logical.ErrReadOnly {
+			forwarded := err == logical.ErrReadOnly
+			if _, direct := tb.handler.(*backend); !direct {
+				// Over gRPC only the text arrives; a wrapped error's
+				// differs.
+				forwarded = err != nil && err.Error() == logical.ErrReadOnly.Error()
+			}
+			if !forwarded {
 				t.Fatalf("got resp=%v err=%v, want logical.ErrReadOnly itself", resp, err)
 			}
 		})
@@ -96,7 +159,7 @@ func TestStandbyWrites(t *testing.T) {
 	if err := tb.periodic(context.Background(), &logical.Request{Storage: tb.storage}); err != nil {
 		t.Fatalf("periodic on a standby: %v", err)
 	}
-	tb.storage = tb.storage.(readOnlyStorage).Storage
+	st.readOnly.Store(false)
 	if after := tb.snapshot(t); len(after) != len(before) {
 		t.Fatal("storage changed on the standby")
 	}

@@ -54,7 +54,7 @@ func (b *backend) issueBatch(ctx context.Context, req *logical.Request, name str
 					return
 				}
 				res, err := b.issueItem(ctx, req, name, items[i])
-				if errors.Is(err, logical.ErrReadOnly) {
+				if isReadOnly(err) {
 					readOnly.Store(true)
 					return
 				}
@@ -173,8 +173,8 @@ func (b *backend) issueItem(ctx context.Context, req *logical.Request, name stri
 	}
 	res, resp, err := b.issueOne(ctx, req, name, p)
 	switch {
-	case errors.Is(err, logical.ErrReadOnly):
-		return out, err
+	case isReadOnly(err):
+		return out, logical.ErrReadOnly
 	case resp != nil && resp.IsError():
 		return fail(resp.Error().Error())
 	case err != nil:

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -347,7 +346,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 func (b *backend) endRevokedFamily(ctx context.Context, s logical.Storage, f *refreshFamily, now time.Time, reason string) (*logical.Response, error) {
 	f.RevokedAt, f.RevokedReason = now, reason
 	if err := b.saveFamily(ctx, s, f); err != nil {
-		if errors.Is(err, logical.ErrReadOnly) {
+		if isReadOnly(err) {
 			return nil, logical.ErrReadOnly
 		}
 		b.Logger().Error("refresh: marking a revoked family failed", "role", f.Role, "family", hashSecret(f.ID)[:16], "error", err)
