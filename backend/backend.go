@@ -43,6 +43,9 @@ type backend struct {
 	// afterIssuerConfig, if set, runs in isOurIssuer once it has the
 	// config: tests change the config there. Nil in production.
 	afterIssuerConfig func()
+	// afterRevocationsLoaded, if set, runs in getRevocations once a loaded
+	// index is published: tests verify there. Nil in production.
+	afterRevocationsLoaded func()
 
 	// revMu serialises changes to revocation buckets.
 	revMu sync.Mutex

@@ -356,6 +356,39 @@ func TestRevocationLoadDoesNotBlockIssue(t *testing.T) {
 	}
 }
 
+// TestRevocationInvalidatedDuringLoad: a bucket that Vault invalidates
+// while the index is first loading is stale as soon as the index is
+// published, so a verify that starts then reloads it instead of answering
+// from what the load read before the invalidation.
+func TestRevocationInvalidatedDuringLoad(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "10m"})
+	d := tb.mustWrite(t, "issue/r", nil).Data
+	token := d["token"].(string)
+	tb.dropRevocations()
+
+	inner := tb.storage
+	// The load has listed the jti buckets when another node revokes the
+	// token (in a bucket the load did not list) and Vault invalidates it.
+	tb.storage = &listHookStorage{Storage: inner, prefix: revokedJTIPrefix, onList: func() {
+		revokeElsewhere(t, tb, inner, d["jti"].(string))
+	}}
+	var published bool
+	tb.afterRevocationsLoaded = func() {
+		published = true
+		if active, reason, _ := tb.verify(t, token, ""); active || !strings.Contains(reason, "revoked") {
+			t.Errorf("verify starting once the index is published: active=%v %q; the bucket invalidated during the load was not stale", active, reason)
+		}
+	}
+	if active, reason, _ := tb.verify(t, token, ""); active { // loads the index
+		t.Errorf("verify that loaded the index: active, want revoked (%s)", reason)
+	}
+	if !published {
+		t.Fatal("the verify did not load the revocation index")
+	}
+}
+
 // overlapStorage holds the first revocation bucket read until a second one
 // starts (or 5 s pass), and records whether one did.
 type overlapStorage struct {

@@ -244,7 +244,7 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 
 	// Load without holding cacheMu: a million entries take seconds, and
 	// issue must not wait for them. Invalidations that arrive meanwhile are
-	// kept and applied as stale buckets once the index is in place.
+	// kept and marked as stale buckets before the index is published.
 	b.revLoadMu.Lock()
 	defer b.revLoadMu.Unlock()
 	b.cacheMu.RLock()
@@ -268,15 +268,21 @@ func (b *backend) getRevocations(ctx context.Context, s logical.Storage) (*revoc
 	b.revInvalMu.Lock()
 	pending := b.revPending
 	b.revLoading, b.revPending = false, nil
+	// Marked before the index is published, under revInvalMu: a reader
+	// that finds the index finds the marks, and waits for the reload
+	// instead of answering from a bucket read before its invalidation.
+	for _, key := range pending {
+		idx.markStale(key)
+	}
 	b.cacheMu.Lock()
 	b.revocations = idx
 	b.cacheMu.Unlock()
 	b.revInvalMu.Unlock()
+	if b.afterRevocationsLoaded != nil {
+		b.afterRevocationsLoaded()
+	}
 	if len(pending) == 0 {
 		return idx, nil
-	}
-	for _, key := range pending {
-		b.invalidateRevocations(key)
 	}
 	return idx, b.reloadStale(ctx, s, idx)
 }
@@ -378,6 +384,12 @@ func (b *backend) invalidateRevocations(key string) {
 		return
 	}
 	b.revInvalMu.Unlock()
+	idx.markStale(key)
+}
+
+// markStale marks the bucket at storage key stale, so the next reader
+// reloads it.
+func (idx *revocationIndex) markStale(key string) {
 	for kind := range numKinds {
 		name, ok := strings.CutPrefix(key, kindPrefixes[kind])
 		if !ok {
