@@ -328,7 +328,9 @@ older versions stay published in the JWKS (state previous) for
 verification_ttl after they stop signing, so every token they signed can
 still be verified. Reading a key returns the public JWK of each published
 version and never any private material. A key cannot be deleted while a
-role uses it.
+role uses it; after moving the last role off it, wait a minute before
+deleting it, since a node that has not yet seen the move may still sign with
+it.
 
 With provider "local" the engine generates the private key with a
 cryptographically secure random source and stores it seal-wrapped.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -19,7 +20,7 @@ func pathKeysRevokeVersion(b *backend) *framework.Path {
 		},
 		Fields: map[string]*framework.FieldSchema{
 			"name":    {Type: framework.TypeString, Required: true, Description: "Name of the key."},
-			"version": {Type: framework.TypeInt, Required: true, Description: "The version to retire at once. Not the current version: rotate first."},
+			"version": {Type: framework.TypeInt, Required: true, Description: "The version to retire at once. Not the current version: rotate first. A next version is cancelled, until 1 minute (or half its wait, if shorter) before it signs."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
@@ -51,7 +52,13 @@ func (b *backend) pathKeyRevokeVersion(ctx context.Context, req *logical.Request
 			return nil, userError{fmt.Errorf(`invalid "version" %d: it is key %q's current version; rotate first (keys/%s/rotate immediate=true), then revoke it`, v, k.Name, k.Name)}
 		case stateNext:
 			// A version that never signed: the rotation is cancelled and the
-			// current version keeps signing.
+			// current version keeps signing; but not once it is so close to
+			// signing that a node may sign with it before it sees the cancel.
+			at := k.Versions[i].activation()
+			if margin := cancelMargin(k.Versions[i]); at.Sub(now) < margin {
+				return nil, userError{fmt.Errorf(`invalid "version" %d: it is key %q's next version and signs at %s, less than %s from now; a next version that close to signing cannot be cancelled, as a node that has not yet seen the cancel may sign with it. Let it activate, then rotate (keys/%s/rotate, immediate=true if it is compromised) and revoke version %d once it is previous`,
+					v, k.Name, at.UTC().Format(time.RFC3339), margin, k.Name, v)}
+			}
 			k.cancelPending()
 		default:
 			k.Versions = slices.Delete(k.Versions, i, i+1)
@@ -60,11 +67,28 @@ func (b *backend) pathKeyRevokeVersion(ctx context.Context, req *logical.Request
 	})
 }
 
+// maxCancelMargin is how long before a next version signs revoke-version
+// stops cancelling it. An issue that read the key before the cancel, or a
+// performance standby that sees it late (replication lag, clock skew),
+// would sign with a version that is gone from storage and the JWKS, so its
+// tokens never verify. A minute is far beyond normal lag and NTP skew.
+const maxCancelMargin = time.Minute
+
+// cancelMargin is v's margin: maxCancelMargin, but at most half of v's wait
+// from staging to signing, so a version staged with a short jwks_max_age
+// (10s is allowed) can still be cancelled for a while.
+func cancelMargin(v *keyVersion) time.Duration {
+	return min(maxCancelMargin, v.activation().Sub(v.CreatedAt)/2)
+}
+
 const pathKeysRevokeVersionHelpDesc = `
 Retires a previous version of a key at once, for a compromised key: it leaves
 the JWKS, its private key (or KMS binding) is deleted, and jwt/verify treats
 its tokens as unknown. Verifiers that cached the JWKS drop it when their copy
 expires (Cache-Control max-age is jwt/config's jwks_max_age, default 5m). The current version
 cannot be revoked: rotate with immediate=true first, then revoke the old one.
-Revoking a version still waiting to sign (state next) cancels that rotation.
+Revoking a version still waiting to sign (state next) cancels that rotation,
+until 1 minute before it signs (or half its wait, if it waits less than 2
+minutes): closer than that, a node that has not yet seen the cancel may sign
+with it, so it is refused; let it activate, then rotate and revoke it.
 `

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -268,6 +269,59 @@ func TestKeyRotateImmediate(t *testing.T) {
 		t.Fatalf("immediate with a waiting version: %#v", d)
 	}
 	tb.wantBadRequest(t, logical.UpdateOperation, "config", map[string]any{"jwks_max_age": "5s"}, `"jwks_max_age"`, "between")
+}
+
+// TestKeyRevokeVersionNearActivation: a next version can be cancelled until
+// cancelMargin before it signs (a minute, or half its wait if that is
+// shorter), and not after: an issue that read the key before the cancel, or
+// a standby that sees it late, would sign with a version that is gone from
+// the JWKS.
+func TestKeyRevokeVersionNearActivation(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		jwksMaxAge string
+		before     time.Duration // how long before version 2 signs revoke-version is sent
+		want       string        // the refusal, or "" if the cancel is allowed
+	}{
+		{"default lead, just staged", "", 5 * time.Minute, ""},
+		{"default lead, a minute left", "", time.Minute, ""},
+		{"default lead, under a minute left", "", time.Minute - time.Second, "less than 1m0s from now"},
+		{"default lead, an instant left", "", time.Millisecond, "less than 1m0s from now"},
+		{"shortest lead, just staged", "10s", 10 * time.Second, ""},
+		{"shortest lead, half left", "10s", 5 * time.Second, ""},
+		{"shortest lead, under half left", "10s", 5*time.Second - time.Millisecond, "less than 5s from now"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := getTestBackend(t)
+			if tc.jwksMaxAge != "" {
+				tb.mustWrite(t, "config", map[string]any{"jwks_max_age": tc.jwksMaxAge})
+			}
+			tb.mustWrite(t, "keys/k", nil)
+			tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+			tb.mustWrite(t, "keys/k/rotate", nil)
+			k, err := loadKey(t.Context(), tb.storage, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			v2 := k.Versions[1]
+			tb.clock.Add(v2.activation().Sub(tb.clock.Now()) - tc.before)
+
+			if tc.want == "" {
+				d := tb.mustWrite(t, "keys/k/revoke-version", map[string]any{"version": 2}).Data
+				if d["current_version"] != 1 || len(d["versions"].(map[string]any)) != 1 {
+					t.Fatalf("version 2 not cancelled: %#v", d)
+				}
+				return
+			}
+			tb.wantBadRequest(t, logical.UpdateOperation, "keys/k/revoke-version", map[string]any{"version": 2},
+				`invalid "version" 2`, "next version", tc.want, "Let it activate, then rotate")
+			// Version 2 signs as staged, and verifiers can find it.
+			tb.clock.Add(tc.before)
+			if kid := tb.issue(t, "r", nil).header["kid"]; kid != v2.KeyID || !slices.Contains(jwksKids(t, tb), v2.KeyID) {
+				t.Fatalf("issued with kid %v, want version 2's %s, published in %v", kid, v2.KeyID, jwksKids(t, tb))
+			}
+		})
+	}
 }
 
 // TestKeyAutomaticRotation: rotation_period stages the next version
