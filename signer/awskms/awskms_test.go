@@ -365,3 +365,61 @@ func TestCallTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
 }
+
+// TestBreakerIgnoresCallersThatGiveUp: a call that fails because its
+// caller cancelled, or because the caller's own deadline came before
+// CallTimeout, says nothing about KMS. It neither ends a run of failures
+// nor closes a half-open breaker; a probe cut short only frees the probe
+// slot for the next caller.
+func TestBreakerIgnoresCallersThatGiveUp(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	g := NewGovernor(GovernorOptions{BreakerThreshold: 3, BreakerCooldown: 10 * time.Second, Now: clock.Now, MaxRequestsPerSecond: 1e6})
+	down := func(context.Context) error { return classify("Sign", "k", errors.New("connection refused")) }
+	// hang is KMS not answering: the call ends when its context does.
+	hang := func(ctx context.Context) error { <-ctx.Done(); return classify("Sign", "k", ctx.Err()) }
+	// hangUp is a caller that cancels while KMS has not answered.
+	hangUp := func() error {
+		ctx, cancel := context.WithCancel(context.Background())
+		return g.Do(ctx, func(callCtx context.Context) error { cancel(); return hang(callCtx) })
+	}
+	// shortDeadline is a caller whose own deadline (20ms) comes long before
+	// CallTimeout (5s).
+	shortDeadline := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		return g.Do(ctx, hang)
+	}
+	bg := context.Background()
+
+	for range 2 {
+		_ = g.Do(bg, down)
+	}
+	for name, call := range map[string]func() error{"cancelled": hangUp, "caller's deadline": shortDeadline} {
+		if err := call(); err == nil {
+			t.Fatalf("%s: hung call succeeded", name)
+		}
+		if st := g.Stats(); st.ConsecutiveFails != 2 || st.BreakerState != BreakerClosed {
+			t.Fatalf("after a %s call: %+v, want the run of 2 failures kept", name, st)
+		}
+	}
+	_ = g.Do(bg, down)
+	if st := g.Stats().BreakerState; st != BreakerOpen {
+		t.Fatalf("third failure: breaker %s, want open", st)
+	}
+
+	// Half-open: the probe's caller hangs up before KMS answers.
+	clock.Add(10 * time.Second)
+	if err := hangUp(); err == nil || strings.Contains(err.Error(), "circuit breaker") {
+		t.Fatalf("probe: %v, want the call made and cut short", err)
+	}
+	if st := g.Stats(); st.BreakerState != BreakerHalfOpen {
+		t.Fatalf("after a cancelled probe: %+v, want still half-open", st)
+	}
+	// The slot is free: the next caller probes, and KMS answers.
+	if err := g.Do(bg, func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("next probe: %v", err)
+	}
+	if st := g.Stats(); st.BreakerState != BreakerClosed || st.ConsecutiveFails != 0 {
+		t.Fatalf("after a successful probe: %+v", st)
+	}
+}

@@ -101,7 +101,9 @@ func NewGovernor(opts GovernorOptions) *Governor {
 // ErrUnavailable; otherwise it waits for a rate token and a concurrency
 // slot (giving up with ErrThrottled if ctx would expire first), then runs
 // call with a context bounded by CallTimeout. call's error must already be
-// classified; Do feeds it to the breaker and returns it.
+// classified; Do feeds it to the breaker and returns it, unless ctx itself
+// ended first (the caller's cancellation or deadline, not CallTimeout):
+// such a failure is not fed to the breaker.
 func (g *Governor) Do(ctx context.Context, call func(context.Context) error) error {
 	probe, err := g.admit()
 	if err != nil {
@@ -143,6 +145,14 @@ func (g *Governor) Do(ctx context.Context, call func(context.Context) error) err
 	callCtx, cancel := context.WithTimeout(ctx, g.opts.CallTimeout)
 	defer cancel()
 	err = call(callCtx)
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up (cancelled, or its own deadline passed before
+		// CallTimeout's): the failure says nothing about KMS, which may
+		// never have answered. It neither counts toward opening the
+		// breaker nor ends a failure run, and a half-open probe only
+		// gives its slot back (the deferred release above).
+		return err
+	}
 	g.record(err)
 	return err
 }

@@ -300,3 +300,30 @@ func TestGovernorKeepsUnderQuota(t *testing.T) {
 		t.Fatal("no call waited")
 	}
 }
+
+// TestCallersGivingUpDoNotHideAnOutage: KMS hangs; every other caller
+// hangs up before call_timeout. The calls that reach call_timeout still
+// open the breaker: the others neither reset the run nor count.
+func TestCallersGivingUpDoNotHideAnOutage(t *testing.T) {
+	srv, client := newKMS(t)
+	gov := awskms.NewGovernor(awskms.GovernorOptions{CallTimeout: 300 * time.Millisecond, BreakerThreshold: 3})
+	s := provider{srv: srv, client: client, gov: gov}.New(t, signer.ES256)
+	srv.SetFaults(kmstest.Faults{Latency: 10 * time.Second})
+	for i := range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		if i%2 == 1 {
+			time.AfterFunc(50*time.Millisecond, cancel)
+		}
+		_, err := s.Sign(ctx, []byte("a.b"))
+		cancel()
+		if err == nil {
+			t.Fatalf("call %d: signed against a hung KMS", i)
+		}
+		if i%2 == 0 && !errors.Is(err, awskms.ErrTimeout) {
+			t.Fatalf("call %d: %v, want ErrTimeout", i, err)
+		}
+	}
+	if st := gov.Stats(); st.BreakerState != awskms.BreakerOpen || st.ConsecutiveFails != 3 {
+		t.Fatalf("3 timeouts and 2 hang-ups against a hung KMS (threshold 3): %+v, want open after 3", st)
+	}
+}
