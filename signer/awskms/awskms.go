@@ -75,7 +75,7 @@ func New(ctx context.Context, api API, gov *Governor, ref string, alg signer.Alg
 	var desc *kms.DescribeKeyOutput
 	err = gov.Do(ctx, func(ctx context.Context) error {
 		var err error
-		desc, err = api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(ref)})
+		desc, err = api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(ref)}, new(callRetries).option)
 		return classify("DescribeKey", ref, err)
 	})
 	if err != nil {
@@ -93,7 +93,7 @@ func New(ctx context.Context, api API, gov *Governor, ref string, alg signer.Alg
 	var pk *kms.GetPublicKeyOutput
 	err = gov.Do(ctx, func(ctx context.Context) error {
 		var err error
-		pk, err = api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(s.arn)})
+		pk, err = api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(s.arn)}, new(callRetries).option)
 		return classify("GetPublicKey", s.arn, err)
 	})
 	if err != nil {
@@ -202,7 +202,7 @@ func (s *Signer) Sign(ctx context.Context, signingInput []byte) ([]byte, error) 
 	var out *kms.SignOutput
 	err := s.gov.Do(ctx, func(ctx context.Context) error {
 		var err error
-		out, err = s.api.Sign(ctx, in)
+		out, err = s.api.Sign(ctx, in, new(callRetries).option)
 		if out != nil {
 			if attempts, ok := retry.GetAttemptResults(out.ResultMetadata); ok && len(attempts.Results) > 1 {
 				s.metrics.retries.Add(int64(len(attempts.Results) - 1))

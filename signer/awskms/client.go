@@ -78,3 +78,93 @@ func NewClient(ctx context.Context, c ClientConfig) (*kms.Client, error) {
 		}
 	}), nil
 }
+
+// callRetries is one KMS call's view of the SDK's retries. Its option
+// installs, for that call only, a retryer that counts the attempts the SDK
+// makes and refuses a retry that could not finish before the call's
+// deadline (the Governor's CallTimeout, or the caller's own if sooner).
+// Without that, the retryer would sleep into the deadline and the SDK would
+// return the context's error, losing KMS's answer: a throttled call would
+// end as a timeout, which the breaker counts as an outage. Refused, the
+// call ends with KMS's last answer (a ThrottlingException stays a
+// throttle).
+//
+// A call's attempts run one after another, so no lock is needed; read
+// Attempts once the call has returned.
+type callRetries struct {
+	attempts int
+	// started is when the latest attempt began.
+	started time.Time
+	// delay is the backoff GetRetryToken chose and RetryDelay returns.
+	delay    time.Duration
+	hasDelay bool
+}
+
+// option scopes the client's retryer to this call; pass it to the SDK
+// operation.
+func (c *callRetries) option(o *kms.Options) {
+	if o.Retryer != nil {
+		o.Retryer = &callRetryer{inner: o.Retryer, c: c}
+	}
+}
+
+// Retries returns how many retries the SDK made (attempts after the
+// first).
+func (c *callRetries) Retries() int { return max(0, c.attempts-1) }
+
+// errRetryRefused is joined by the SDK with the attempt's error, which stays
+// the one classify sees.
+var errRetryRefused = errors.New("no retry")
+
+type callRetryer struct {
+	inner aws.Retryer
+	c     *callRetries
+}
+
+var _ aws.RetryerV2 = (*callRetryer)(nil)
+
+func (r *callRetryer) IsErrorRetryable(err error) bool { return r.inner.IsErrorRetryable(err) }
+func (r *callRetryer) MaxAttempts() int                { return r.inner.MaxAttempts() }
+func (r *callRetryer) GetInitialToken() func(error) error {
+	return r.inner.GetInitialToken()
+}
+
+func (r *callRetryer) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	r.c.attempts++
+	r.c.started = time.Now()
+	if v2, ok := r.inner.(aws.RetryerV2); ok {
+		return v2.GetAttemptToken(ctx)
+	}
+	return r.inner.GetInitialToken(), nil
+}
+
+// GetRetryToken chooses the backoff now, while the deadline is at hand, and
+// refuses the retry if the backoff plus another attempt as long as the one
+// that failed would pass the deadline.
+func (r *callRetryer) GetRetryToken(ctx context.Context, opErr error) (func(error) error, error) {
+	r.c.hasDelay = false
+	delay, err := r.inner.RetryDelay(r.c.attempts, opErr)
+	if err != nil {
+		return r.inner.GetRetryToken(ctx, opErr)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		last := time.Since(r.c.started)
+		if left := time.Until(deadline); left < delay+last {
+			return nil, fmt.Errorf("%w: a %s backoff and another attempt (the last took %s) would not finish within the %s left",
+				errRetryRefused, delay.Round(time.Millisecond), last.Round(time.Millisecond), left.Round(time.Millisecond))
+		}
+	}
+	release, err := r.inner.GetRetryToken(ctx, opErr)
+	if err == nil {
+		r.c.delay, r.c.hasDelay = delay, true
+	}
+	return release, err
+}
+
+func (r *callRetryer) RetryDelay(attempt int, opErr error) (time.Duration, error) {
+	if r.c.hasDelay {
+		r.c.hasDelay = false
+		return r.c.delay, nil
+	}
+	return r.inner.RetryDelay(attempt, opErr)
+}

@@ -24,11 +24,21 @@ import (
 // newKMS starts a test KMS server and returns it with a client for it.
 func newKMS(t *testing.T) (*kmstest.Server, *kms.Client) {
 	t.Helper()
+	return newKMSWith(t, nil)
+}
+
+// newKMSWith is newKMS with the client's configuration adjusted by adjust.
+func newKMSWith(t *testing.T, adjust func(*awskms.ClientConfig)) (*kmstest.Server, *kms.Client) {
+	t.Helper()
 	kmstest.IsolateAWSEnvironment(t)
 	srv, url := kmstest.NewTestServer(t, kmstest.Options{})
-	client, err := awskms.NewClient(context.Background(), awskms.ClientConfig{
+	cfg := awskms.ClientConfig{
 		Region: "us-east-1", Endpoint: url, AccessKeyID: "AKIDTEST", SecretAccessKey: "secret",
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	client, err := awskms.NewClient(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,5 +335,34 @@ func TestCallersGivingUpDoNotHideAnOutage(t *testing.T) {
 	}
 	if st := gov.Stats(); st.BreakerState != awskms.BreakerOpen || st.ConsecutiveFails != 3 {
 		t.Fatalf("3 timeouts and 2 hang-ups against a hung KMS (threshold 3): %+v, want open after 3", st)
+	}
+}
+
+// TestThrottlingOutlastingCallTimeoutStaysAThrottle: KMS throttles every
+// call, and max_attempts=10 asks for more backoff (up to 1s, then 2s each)
+// than call_timeout=1s leaves. The retryer stops retrying once a retry could
+// not finish in time, so callers get the throttle (429), not a timeout
+// (503), and the breaker, which throttling must not open, stays closed.
+func TestThrottlingOutlastingCallTimeoutStaysAThrottle(t *testing.T) {
+	srv, client := newKMSWith(t, func(c *awskms.ClientConfig) { c.MaxAttempts = 10 })
+	gov := awskms.NewGovernor(awskms.GovernorOptions{CallTimeout: time.Second, BreakerThreshold: 2})
+	s := provider{srv: srv, client: client, gov: gov}.New(t, signer.ES256)
+	srv.SetFaults(kmstest.Faults{ThrottleRate: 1})
+	srv.ResetStats()
+	for i := range 3 {
+		start := time.Now()
+		_, err := s.Sign(context.Background(), []byte("a.b"))
+		if !errors.Is(err, awskms.ErrThrottled) {
+			t.Fatalf("call %d: %v, want ErrThrottled", i, err)
+		}
+		if took := time.Since(start); took > 1100*time.Millisecond {
+			t.Fatalf("call %d took %s, past call_timeout", i, took.Round(time.Millisecond))
+		}
+	}
+	if st := gov.Stats(); st.BreakerState != awskms.BreakerClosed || st.ConsecutiveFails != 0 {
+		t.Fatalf("after 3 throttled calls: %+v, want closed with no failures", st)
+	}
+	if n := srv.Stats().Requests["Sign"]; n < 3 {
+		t.Fatalf("KMS saw %d Sign requests for 3 calls", n)
 	}
 }
