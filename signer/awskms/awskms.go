@@ -56,7 +56,8 @@ type Signer struct {
 }
 
 // New builds a Signer for alg over the KMS key ref (key ID, key ARN, alias
-// or alias ARN), checking the key now rather than on first use. gov may be
+// or alias ARN), checking the key now rather than on first use: it calls
+// DescribeKey, GetPublicKey and Sign once each. gov may be
 // shared by every signer of one account and region; nil gives the signer
 // one of its own with default options.
 func New(ctx context.Context, api API, gov *Governor, ref string, alg signer.Algorithm) (*Signer, error) {
@@ -110,8 +111,24 @@ func New(ctx context.Context, api API, gov *Governor, ref string, alg signer.Alg
 	if s.kid, err = signer.Thumbprint(pub); err != nil {
 		return nil, err
 	}
+
+	// One signature, made exactly as every later one (the same message type
+	// and signing algorithm) and verified locally, so that a key the
+	// principal may not sign with (no kms:Sign, or a key policy condition
+	// on kms:SigningAlgorithm or kms:MessageType the request does not meet)
+	// is refused now rather than when its version starts signing.
+	if _, err := s.Sign(ctx, bindProbe); err != nil {
+		if errors.Is(err, ErrBadSignature) {
+			return nil, fmt.Errorf("KMS key %s: %w: its probe signature does not verify under the public key GetPublicKey returned", s.arn, ErrKeyUnusable)
+		}
+		return nil, fmt.Errorf("probing kms:Sign: %w", err)
+	}
+	s.metrics = &Metrics{} // the counters are the key's signatures, not its checks
 	return s, nil
 }
+
+// bindProbe is the signing input of New's probe signature.
+var bindProbe = []byte("vault-plugin-secrets-jwt.key-binding-probe")
 
 // FromPublicKey rebuilds a Signer for the KMS key arn without calling KMS,
 // from the public key New fetched when the key was first checked (callers

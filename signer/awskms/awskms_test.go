@@ -423,3 +423,50 @@ func TestBreakerIgnoresCallersThatGiveUp(t *testing.T) {
 		t.Fatalf("after a successful probe: %+v", st)
 	}
 }
+
+// TestNewProbesSign: New makes one Sign exactly as Sign does (message type
+// and signing algorithm) and verifies it; a key whose signature does not
+// verify under its public key is unusable.
+func TestNewProbesSign(t *testing.T) {
+	f := newFakeKMS()
+	ctx := context.Background()
+	for _, alg := range signer.Algorithms() {
+		ref := f.add(t, alg)
+		var probe *kms.SignInput
+		f.signHook = func(in *kms.SignInput) (*kms.SignOutput, error) {
+			probe = in
+			f.signHook = nil
+			return f.Sign(ctx, in)
+		}
+		s, err := New(ctx, f, nil, ref, alg)
+		if err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		if probe == nil {
+			t.Fatalf("%s: New made no Sign call", alg)
+		}
+		var sent *kms.SignInput
+		f.signHook = func(in *kms.SignInput) (*kms.SignOutput, error) {
+			sent = in
+			f.signHook = nil
+			return f.Sign(ctx, in)
+		}
+		if _, err := s.Sign(ctx, []byte("a.b")); err != nil {
+			t.Fatal(err)
+		}
+		if probe.MessageType != sent.MessageType || probe.SigningAlgorithm != sent.SigningAlgorithm || *probe.KeyId != *sent.KeyId {
+			t.Fatalf("%s: probe sent %s/%s to %s, Sign sends %s/%s to %s", alg,
+				probe.MessageType, probe.SigningAlgorithm, *probe.KeyId, sent.MessageType, sent.SigningAlgorithm, *sent.KeyId)
+		}
+	}
+
+	// KMS answers the probe with a signature that does not verify.
+	ref := f.add(t, signer.ES256)
+	f.signHook = func(*kms.SignInput) (*kms.SignOutput, error) {
+		return &kms.SignOutput{Signature: []byte("not a signature")}, nil
+	}
+	defer func() { f.signHook = nil }()
+	if _, err := New(ctx, f, nil, ref, signer.ES256); !errors.Is(err, ErrKeyUnusable) || errors.Is(err, ErrBadSignature) {
+		t.Fatalf("New with a bad probe signature: %v, want ErrKeyUnusable only", err)
+	}
+}

@@ -3,6 +3,7 @@ package awskms_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -364,5 +365,40 @@ func TestThrottlingOutlastingCallTimeoutStaysAThrottle(t *testing.T) {
 	}
 	if n := srv.Stats().Requests["Sign"]; n < 3 {
 		t.Fatalf("KMS saw %d Sign requests for 3 calls", n)
+	}
+}
+
+// TestNewRefusesAKeyItCannotSignWith: a principal that may describe a key
+// and read its public key but not sign with it (kmstest's DenySign, as IAM
+// without kms:Sign or a key policy condition on kms:SigningAlgorithm or
+// kms:MessageType) is refused when the key is bound, with the access-denied
+// error the backend makes a 400 on kms_key_id, not once its version starts
+// signing. KMS answered, so the breaker does not count it.
+func TestNewRefusesAKeyItCannotSignWith(t *testing.T) {
+	srv, client := newKMS(t)
+	gov := awskms.NewGovernor(awskms.GovernorOptions{BreakerThreshold: 1})
+	_, arn, err := srv.CreateKeyForTest("ECC_NIST_P256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetFaults(kmstest.Faults{DenySign: arn})
+	srv.ResetStats()
+	_, err = awskms.New(context.Background(), client, gov, arn, signer.ES256)
+	if !errors.Is(err, awskms.ErrAccessDenied) || !strings.Contains(err.Error(), "Sign") {
+		t.Fatalf("New over a key it may not sign with: %v, want ErrAccessDenied naming Sign", err)
+	}
+	if got := srv.Stats().Requests; got["DescribeKey"] != 1 || got["GetPublicKey"] != 1 || got["Sign"] != 1 {
+		t.Fatalf("KMS saw %v, want one DescribeKey, GetPublicKey and Sign", got)
+	}
+	if st := gov.Stats(); st.BreakerState != awskms.BreakerClosed {
+		t.Fatalf("breaker %s after a refusal", st.BreakerState)
+	}
+	srv.SetFaults(kmstest.Faults{})
+	s, err := awskms.New(context.Background(), client, gov, arn, signer.ES256)
+	if err != nil {
+		t.Fatalf("New once Sign is allowed: %v", err)
+	}
+	if m := s.Metrics().Snapshot(); m != (awskms.MetricsSnapshot{}) {
+		t.Fatalf("a new signer's metrics count the probe: %+v", m)
 	}
 }

@@ -35,6 +35,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&f.ServerErrorRate, "error-rate", 0, "probability (0-1) of a 500 KMSInternalException")
 	fs.Float64Var(&f.QuotaPerSecond, "quota", 0, "requests per second allowed before ThrottlingException (0: no quota)")
 	fs.IntVar(&f.QuotaBurst, "quota-burst", 0, "token bucket size for -quota (0: a second's worth)")
+	fs.StringVar(&f.DenySign, "deny-sign", "", "key ID or key ARN whose Sign requests get AccessDeniedException")
 	region := fs.String("region", DefaultRegion, "region in ARNs and the SigV4 credential scope")
 	account := fs.String("account", DefaultAccount, "account ID in ARNs")
 	accessKeys := fs.String("access-keys", "", "comma-separated access key IDs allowed (empty: any)")

@@ -4,8 +4,8 @@
 // Authorization), and it signs with real keys held in memory. It implements
 // the asymmetric signing subset of KMS a JWT signer needs, the key
 // administration a test needs around it, and fault injection (latency,
-// throttling, 5xx, dropped connections, a request quota) for testing a
-// client's retries and rate governor. It imports nothing from Vault.
+// throttling, 5xx, dropped connections, a request quota, Sign denied for
+// one key) for testing a client's retries, rate governor and key checks. It imports nothing from Vault.
 //
 // # Use
 //

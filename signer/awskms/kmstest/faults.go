@@ -29,6 +29,9 @@ import (
 //  5. with probability ThrottleRate it gets ThrottlingException (400);
 //  6. with probability ServerErrorRate it gets KMSInternalException (500).
 //
+// DenySign applies later, once the request's key is found: Sign with that
+// key gets AccessDeniedException.
+//
 // The zero value injects nothing.
 type Faults struct {
 	// Latency delays every faulted request. In JSON, a Go duration string
@@ -53,6 +56,12 @@ type Faults struct {
 	// once. Zero means QuotaPerSecond rounded up (a second's worth), and
 	// at least 1.
 	QuotaBurst int `json:"quota_burst"`
+	// DenySign is a key ID or key ARN whose Sign requests get
+	// AccessDeniedException, as for a principal that may describe the key
+	// and read its public key but lacks kms:Sign on it, or whose key policy
+	// sets a kms:SigningAlgorithm or kms:MessageType condition the request
+	// does not meet. Empty denies nothing.
+	DenySign string `json:"deny_sign"`
 }
 
 // Validate reports whether f is usable: rates within [0, 1], nothing
@@ -91,12 +100,13 @@ type faultsJSON struct {
 	Unavailable     bool            `json:"unavailable"`
 	QuotaPerSecond  float64         `json:"quota_per_second"`
 	QuotaBurst      int             `json:"quota_burst"`
+	DenySign        string          `json:"deny_sign,omitempty"`
 }
 
 // MarshalJSON writes Latency as a Go duration string.
 func (f Faults) MarshalJSON() ([]byte, error) {
 	lat, _ := json.Marshal(f.Latency.String())
-	return json.Marshal(faultsJSON{lat, f.ThrottleRate, f.ServerErrorRate, f.Outage, f.Unavailable, f.QuotaPerSecond, f.QuotaBurst})
+	return json.Marshal(faultsJSON{lat, f.ThrottleRate, f.ServerErrorRate, f.Outage, f.Unavailable, f.QuotaPerSecond, f.QuotaBurst, f.DenySign})
 }
 
 // UnmarshalJSON reads Latency as a Go duration string or a number of
@@ -113,6 +123,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		ThrottleRate: in.ThrottleRate, ServerErrorRate: in.ServerErrorRate,
 		Outage: in.Outage, Unavailable: in.Unavailable,
 		QuotaPerSecond: in.QuotaPerSecond, QuotaBurst: in.QuotaBurst,
+		DenySign: in.DenySign,
 	}
 	if len(in.Latency) > 0 && string(in.Latency) != "null" {
 		var s string

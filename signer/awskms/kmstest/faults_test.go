@@ -358,6 +358,7 @@ func TestFaultsJSON(t *testing.T) {
 		{`{"latency":"1.5s","throttle_rate":0.25,"server_error_rate":0.1,"outage":true,"unavailable":true,"quota_per_second":20,"quota_burst":4}`,
 			Faults{Latency: 1500 * time.Millisecond, ThrottleRate: 0.25, ServerErrorRate: 0.1, Outage: true, Unavailable: true, QuotaPerSecond: 20, QuotaBurst: 4}, false},
 		{`{"latency":250}`, Faults{Latency: 250 * time.Millisecond}, false},
+		{`{"deny_sign":"arn:aws:kms:us-east-1:111122223333:key/x"}`, Faults{DenySign: "arn:aws:kms:us-east-1:111122223333:key/x"}, false},
 		{`{"latency":0.5}`, Faults{Latency: 500 * time.Microsecond}, false},
 		{`{"latency":null}`, Faults{}, false},
 		{`{"latency":"soon"}`, Faults{}, true},
@@ -373,7 +374,7 @@ func TestFaultsJSON(t *testing.T) {
 		}
 	}
 
-	in := Faults{Latency: 1500 * time.Millisecond, ThrottleRate: 0.25, QuotaPerSecond: 3}
+	in := Faults{Latency: 1500 * time.Millisecond, ThrottleRate: 0.25, QuotaPerSecond: 3, DenySign: "k"}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -384,5 +385,45 @@ func TestFaultsJSON(t *testing.T) {
 	var out Faults
 	if err := json.Unmarshal(b, &out); err != nil || out != in {
 		t.Errorf("round trip: %+v, %v; want %+v", out, err, in)
+	}
+}
+
+// TestDenySign: Sign with the named key, by key ID or ARN and reached by
+// any reference, answers AccessDeniedException; the key's other operations
+// and other keys' Sign work.
+func TestDenySign(t *testing.T) {
+	s, url := NewTestServer(t, Options{})
+	c := NewClient(url, noRetry)
+	id, arn, err := s.CreateKeyForTest("ECC_NIST_P256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := s.CreateKeyForTest("ECC_NIST_P256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(t.Context(), &kms.CreateAliasInput{AliasName: aws.String("alias/denied"), TargetKeyId: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, deny := range []string{id, arn} {
+		s.SetFaults(Faults{DenySign: deny})
+		for _, ref := range []string{id, arn, "alias/denied"} {
+			calls := faultedCalls(c, ref)
+			if err := calls["Sign"](t.Context()); apiCode(err) != "AccessDeniedException" || httpStatus(err) != 400 {
+				t.Errorf("DenySign %s, Sign %s: %v; want a 400 AccessDeniedException", deny, ref, err)
+			}
+			for _, op := range []string{"DescribeKey", "GetPublicKey"} {
+				if err := calls[op](t.Context()); err != nil {
+					t.Errorf("DenySign %s, %s %s: %v", deny, op, ref, err)
+				}
+			}
+		}
+		if err := faultedCalls(c, other)["Sign"](t.Context()); err != nil {
+			t.Errorf("DenySign %s, Sign with another key: %v", deny, err)
+		}
+	}
+	s.SetFaults(Faults{})
+	if err := faultedCalls(c, id)["Sign"](t.Context()); err != nil {
+		t.Errorf("Sign once DenySign is cleared: %v", err)
 	}
 }

@@ -236,11 +236,14 @@ type signatureInput struct {
 	DryRun           bool
 }
 
-// signingKey finds and checks the key for Sign or Verify; the returned key
-// is safe to sign with after the lock is released.
-func (s *Server) signingKey(in *signatureInput) (*key, sigAlg, []byte, *apiError) {
+// signingKey finds and checks the key for op, Sign or Verify; the returned
+// key is safe to sign with after the lock is released.
+func (s *Server) signingKey(op string, in *signatureInput) (*key, sigAlg, []byte, *apiError) {
 	s.mu.RLock()
 	k, err := s.resolve(in.KeyID, true)
+	if deny := s.Faults().DenySign; err == nil && op == "Sign" && deny != "" && (deny == k.id || deny == k.arn) {
+		err = errorf(errAccessDenied, "User: arn:aws:iam::%s:user/kmstest is not authorized to perform: kms:Sign on resource: %s because no identity-based policy allows the kms:Sign action (kmstest Faults.DenySign)", s.account, k.arn)
+	}
 	if err == nil {
 		err = k.usable()
 	}
@@ -263,7 +266,7 @@ func (s *Server) sign(body []byte) (any, *apiError) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	k, alg, data, aerr := s.signingKey(&in)
+	k, alg, data, aerr := s.signingKey("Sign", &in)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -289,7 +292,7 @@ func (s *Server) verify(body []byte) (any, *apiError) {
 	if len(in.Signature) == 0 || len(in.Signature) > maxSignature {
 		return nil, errorf(errValidation, "1 validation error detected: Value at 'signature' failed to satisfy constraint: Member must have length between 1 and %d", maxSignature)
 	}
-	k, alg, data, aerr := s.signingKey(&in)
+	k, alg, data, aerr := s.signingKey("Verify", &in)
 	if aerr != nil {
 		return nil, aerr
 	}
