@@ -183,7 +183,8 @@ func (p awskmsProvider) signer(ctx context.Context, s logical.Storage, k *key, v
 
 // kmsError turns an awskms error into what the caller should see: KMS
 // throttling is a 429, KMS unavailable (down, timed out, breaker open) a
-// 503. A key KMS will not use is, when an operator names it (atCreate), a
+// 503. Unusable AWS credentials are a 500 (an internal failure, logged). A
+// key KMS will not use is, when an operator names it (atCreate), a
 // 400 on "kms_key_id"; when issuing, a 502: the caller did nothing wrong.
 // A token too large for KMS's raw-message limit is the caller's claims, a
 // 400. what names the key.
@@ -192,6 +193,9 @@ func kmsError(what string, err error, atCreate bool) error {
 		errors.Is(err, awskms.ErrKeyState) || errors.Is(err, awskms.ErrAccessDenied) ||
 		errors.Is(err, awskms.ErrKeyUnusable) || errors.Is(err, awskms.ErrRefused)
 	switch {
+	case errors.Is(err, awskms.ErrNoCredentials):
+		// The engine's own AWS setup, not the caller nor KMS: a 500, logged.
+		return fmt.Errorf("%s: %w; check jwt/config/aws and the plugin's AWS environment", what, err)
 	case errors.Is(err, awskms.ErrInvalidKeyRef), atCreate && keyProblem:
 		return userError{fmt.Errorf(`invalid "kms_key_id": %v`, err)}
 	case errors.Is(err, awskms.ErrMessageTooLong):

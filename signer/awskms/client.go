@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -72,6 +73,11 @@ func NewClient(ctx context.Context, c ClientConfig) (*kms.Client, error) {
 		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), c.RoleARN,
 			func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = "vault-plugin-secrets-jwt" }))
 	}
+	switch cfg.Credentials.(type) {
+	case nil, aws.AnonymousCredentials, *aws.AnonymousCredentials:
+	default:
+		cfg.Credentials = credentialsProvider{cfg.Credentials}
+	}
 	return kms.NewFromConfig(cfg, func(o *kms.Options) {
 		if c.Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.Endpoint)
@@ -123,8 +129,13 @@ type callRetryer struct {
 
 var _ aws.RetryerV2 = (*callRetryer)(nil)
 
-func (r *callRetryer) IsErrorRetryable(err error) bool { return r.inner.IsErrorRetryable(err) }
-func (r *callRetryer) MaxAttempts() int                { return r.inner.MaxAttempts() }
+// IsErrorRetryable: a call without credentials is not retried; the
+// credential sources retry on their own.
+func (r *callRetryer) IsErrorRetryable(err error) bool {
+	return !errors.Is(err, ErrNoCredentials) && r.inner.IsErrorRetryable(err)
+}
+
+func (r *callRetryer) MaxAttempts() int { return r.inner.MaxAttempts() }
 func (r *callRetryer) GetInitialToken() func(error) error {
 	return r.inner.GetInitialToken()
 }
@@ -168,3 +179,43 @@ func (r *callRetryer) RetryDelay(attempt int, opErr error) (time.Duration, error
 	}
 	return r.inner.RetryDelay(attempt, opErr)
 }
+
+// credentialsProvider marks every failure to get credentials with
+// ErrNoCredentials, so that it is not taken for KMS being unavailable: the
+// SDK reports it from the request's signing step, as a plain error.
+type credentialsProvider struct{ aws.CredentialsProvider }
+
+func (p credentialsProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := p.CredentialsProvider.Retrieve(ctx)
+	if err != nil {
+		return creds, &noCredentialsError{detail: credentialsDetail(err)}
+	}
+	return creds, nil
+}
+
+// ProviderSources passes on where the credentials come from, for the SDK's
+// user agent.
+func (p credentialsProvider) ProviderSources() []aws.CredentialSource {
+	if s, ok := p.CredentialsProvider.(aws.CredentialProviderSource); ok {
+		return s.ProviderSources()
+	}
+	return nil
+}
+
+// credentialsDetail is what a credential source's error may say in ours:
+// credential_process's can quote the process's output, which may hold a
+// secret, so only that it failed is kept.
+func credentialsDetail(err error) string {
+	if pe := (*processcreds.ProviderError)(nil); errors.As(err, &pe) {
+		return "credential_process failed (its output is not repeated here)"
+	}
+	return err.Error()
+}
+
+// noCredentialsError wraps ErrNoCredentials and nothing else: not the
+// source's error, whose chain may hold a context error or an STS API error
+// that would read as a timeout or as KMS refusing the key.
+type noCredentialsError struct{ detail string }
+
+func (e *noCredentialsError) Error() string { return ErrNoCredentials.Error() + ": " + e.detail }
+func (e *noCredentialsError) Unwrap() error { return ErrNoCredentials }

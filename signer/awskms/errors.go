@@ -25,6 +25,13 @@ var (
 	ErrTimeout        = errors.New("KMS unavailable: no answer in time")
 	ErrUnavailable    = errors.New("KMS unavailable")
 	ErrMessageTooLong = errors.New("message too long for KMS")
+	// ErrNoCredentials means the engine's AWS credentials are missing or
+	// unusable: none found, a credential source (credential_process, web
+	// identity, STS AssumeRole, SSO, IMDS) failed, or KMS did not accept
+	// them (an unknown access key, a bad signature, an expired or invalid
+	// session token). KMS was not asked about the key, so it says nothing
+	// about KMS's health or the key: the breaker does not count it.
+	ErrNoCredentials = errors.New("no usable AWS credentials")
 	// ErrRefused is KMS refusing a request for a reason without a
 	// sentinel of its own; the message has KMS's error code.
 	ErrRefused = errors.New("KMS refused the request")
@@ -53,6 +60,10 @@ func classify(op, key string, err error) error {
 		}
 	}
 	switch {
+	case errors.Is(err, ErrNoCredentials):
+		// Before the context checks: a credential source that ran out of
+		// time is still a credentials problem, not KMS failing to answer.
+		return fmt.Errorf("%s %s: %w", op, key, err)
 	case errors.As(err, &notFound):
 		return fmt.Errorf("%s %s: %w", op, key, ErrKeyNotFound)
 	case errors.As(err, &disabled):
@@ -67,8 +78,12 @@ func classify(op, key string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	case errors.As(err, &apiErr):
 		switch apiErr.ErrorCode() {
-		case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException":
+		case "AccessDeniedException":
 			return fmt.Errorf("%s %s: %w (%s)", op, key, ErrAccessDenied, apiErr.ErrorCode())
+		case "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
+			"IncompleteSignatureException", "MissingAuthenticationTokenException":
+			// KMS did not get as far as the key: it refused the signer.
+			return fmt.Errorf("%s %s: %w: KMS refused them (%s)", op, key, ErrNoCredentials, apiErr.ErrorCode())
 		case "ThrottlingException", "LimitExceededException", "RequestLimitExceeded":
 			return fmt.Errorf("%s %s: %w", op, key, ErrThrottled)
 		case "ValidationException":

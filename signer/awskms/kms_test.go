@@ -3,6 +3,8 @@ package awskms_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,5 +402,56 @@ func TestNewRefusesAKeyItCannotSignWith(t *testing.T) {
 	}
 	if m := s.Metrics().Snapshot(); m != (awskms.MetricsSnapshot{}) {
 		t.Fatalf("a new signer's metrics count the probe: %+v", m)
+	}
+}
+
+// TestMissingCredentialsDoNotOpenTheBreaker: with no credentials to be
+// found, or a credential_process that fails, binding a key fails with
+// ErrNoCredentials before any request reaches KMS, and however often that
+// happens the breaker, which counts KMS outages, stays closed. The error
+// never repeats credential_process's output, which may hold a secret.
+func TestMissingCredentialsDoNotOpenTheBreaker(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		config string // the shared config file; "" for none
+	}{
+		{"none found", ""},
+		{"credential_process fails", "[default]\ncredential_process = printf 'not JSON, but SECRET-do-not-echo'\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, url := kmstest.NewTestServer(t, kmstest.Options{})
+			kmstest.IsolateAWSEnvironment(t)
+			if tc.config != "" {
+				path := filepath.Join(t.TempDir(), "config")
+				if err := os.WriteFile(path, []byte(tc.config), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				t.Setenv("AWS_CONFIG_FILE", path)
+			}
+			_, arn, err := srv.CreateKeyForTest("ECC_NIST_P256")
+			if err != nil {
+				t.Fatal(err)
+			}
+			client, err := awskms.NewClient(context.Background(), awskms.ClientConfig{Region: "us-east-1", Endpoint: url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gov := awskms.NewGovernor(awskms.GovernorOptions{BreakerThreshold: 2})
+			for i := range 3 {
+				_, err := awskms.New(context.Background(), client, gov, arn, signer.ES256)
+				if !errors.Is(err, awskms.ErrNoCredentials) || errors.Is(err, awskms.ErrUnavailable) {
+					t.Fatalf("New %d: %v, want ErrNoCredentials", i, err)
+				}
+				if strings.Contains(err.Error(), "SECRET") {
+					t.Fatalf("the error repeats credential_process's output: %v", err)
+				}
+			}
+			if st := gov.Stats(); st.BreakerState != awskms.BreakerClosed || st.ConsecutiveFails != 0 {
+				t.Fatalf("after 3 calls without credentials (threshold 2): %+v", st)
+			}
+			if n := srv.Stats().Total(); n != 0 {
+				t.Fatalf("KMS saw %d requests", n)
+			}
+		})
 	}
 }

@@ -30,13 +30,18 @@ func NewClient(url string, optFns ...func(*kms.Options)) *kms.Client {
 }
 
 // IsolateAWSEnvironment keeps the AWS SDK in a test away from the machine's
-// AWS variables and shared config files, so a client built with the SDK's
-// default machinery (awskms.NewClient) sees only what the test gives it.
+// AWS variables, shared config files and credential sources (web identity,
+// container credentials, the EC2 instance metadata service), so a client
+// built with the SDK's default machinery (awskms.NewClient) sees only what
+// the test gives it.
 func IsolateAWSEnvironment(t testing.TB) {
 	t.Helper()
-	for _, v := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
+	for _, v := range []string{"AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+		"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"} {
 		t.Setenv(v, "")
 	}
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 }
