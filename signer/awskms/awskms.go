@@ -86,6 +86,9 @@ func New(ctx context.Context, api API, gov *Governor, ref string, alg signer.Alg
 	if md == nil || md.Arn == nil {
 		return nil, fmt.Errorf("DescribeKey %s: %w: no key metadata", ref, ErrUnavailable)
 	}
+	if !isKeyARN(*md.Arn) {
+		return nil, fmt.Errorf("DescribeKey %s: %w: it answered %q, which is not a key ARN (arn:<partition>:kms:<region>:<account>:key/<key ID>)", ref, ErrKeyUnusable, *md.Arn)
+	}
 	s.arn = *md.Arn
 	if err := checkMetadata(md, in); err != nil {
 		return nil, fmt.Errorf("KMS key %s: %w", s.arn, err)
@@ -135,7 +138,7 @@ var bindProbe = []byte("vault-plugin-secrets-jwt.key-binding-probe")
 // store it). Every signature is still verified against pub, so a key that
 // changed in KMS can never yield a token.
 func FromPublicKey(api API, gov *Governor, arn string, alg signer.Algorithm, pub crypto.PublicKey) (*Signer, error) {
-	if !keyARNRe.MatchString(arn) {
+	if !isKeyARN(arn) {
 		return nil, fmt.Errorf("%w: %q is not a key ARN", ErrInvalidKeyRef, arn)
 	}
 	in, err := signer.Lookup(string(alg))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
@@ -473,5 +474,25 @@ func TestNewProbesSign(t *testing.T) {
 	defer func() { f.signHook = nil }()
 	if _, err := New(ctx, f, nil, ref, signer.ES256); !errors.Is(err, ErrKeyUnusable) || errors.Is(err, ErrBadSignature) {
 		t.Fatalf("New with a bad probe signature: %v, want ErrKeyUnusable only", err)
+	}
+}
+
+// TestNewRefusesWhatFromPublicKeyWould: a KMS-compatible endpoint whose
+// DescribeKey answers an ARN outside the key-ARN form is refused by New
+// (key unusable, a 400 on kms_key_id), since FromPublicKey could never load
+// the version New would have made.
+func TestNewRefusesWhatFromPublicKeyWould(t *testing.T) {
+	f := newFakeKMS()
+	ctx := context.Background()
+	arn := f.add(t, signer.ES256)
+	odd := strings.Replace(arn, "key/", "key/custom-", 1)
+	k := f.keys[arn]
+	k.md.Arn = aws.String(odd)
+	f.keys[odd] = k
+	if _, err := FromPublicKey(f, nil, odd, signer.ES256, k.priv.Public()); err == nil {
+		t.Fatalf("FromPublicKey accepted %s", odd)
+	}
+	if _, err := New(ctx, f, nil, arn, signer.ES256); !errors.Is(err, ErrKeyUnusable) || !strings.Contains(err.Error(), odd) {
+		t.Fatalf("New over a key DescribeKey calls %s: %v, want ErrKeyUnusable naming it", odd, err)
 	}
 }

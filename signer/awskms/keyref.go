@@ -29,3 +29,8 @@ func ValidateKeyRef(ref string) error {
 	}
 	return fmt.Errorf("%w: %q is not a KMS key ID (uuid or mrk-...), key ARN, alias/<name> or alias ARN", ErrInvalidKeyRef, ref)
 }
+
+// isKeyARN is the one test of a key ARN: New applies it to the ARN
+// DescribeKey resolves a reference to, FromPublicKey to the stored one, so
+// a key New accepts can always be loaded again.
+func isKeyARN(arn string) bool { return keyARNRe.MatchString(arn) }
