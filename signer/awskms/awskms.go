@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
@@ -222,12 +221,11 @@ func (s *Signer) Sign(ctx context.Context, signingInput []byte) ([]byte, error) 
 	var out *kms.SignOutput
 	err := s.gov.Do(ctx, func(ctx context.Context) error {
 		var err error
-		out, err = s.api.Sign(ctx, in, new(callRetries).option)
-		if out != nil {
-			if attempts, ok := retry.GetAttemptResults(out.ResultMetadata); ok && len(attempts.Results) > 1 {
-				s.metrics.retries.Add(int64(len(attempts.Results) - 1))
-			}
-		}
+		retries := new(callRetries)
+		out, err = s.api.Sign(ctx, in, retries.option)
+		// Failed calls' retries too: the SDK returns no output to read
+		// them from then, and they are the ones worth counting.
+		s.metrics.retries.Add(int64(retries.Retries()))
 		return classify("Sign", s.arn, err)
 	})
 	s.metrics.observe(time.Since(start), err)
@@ -271,7 +269,13 @@ func (m *Metrics) observe(d time.Duration, err error) {
 // MetricsSnapshot is a point-in-time copy of Metrics.
 type MetricsSnapshot struct {
 	Signs, Failures, Throttles, Retries, BadSignatures int64
-	// MeanLatency is over every call, failed ones included.
+	// Retries counts the SDK's retries (attempts after the first), of
+	// failed calls as well as successful ones.
+	//
+	// MeanLatency is over every call, failed ones included, from asking the
+	// Governor to KMS's last answer: the waits for a rate token and a call
+	// slot, every attempt and the backoff between them. The breaker's fast
+	// failures count as calls too; local verification does not.
 	MeanLatency time.Duration
 }
 

@@ -455,3 +455,24 @@ func TestMissingCredentialsDoNotOpenTheBreaker(t *testing.T) {
 		})
 	}
 }
+
+// TestRetriesCountedOnFailure: the SDK's retries of a call that fails in
+// the end are counted, not only those of calls that succeed.
+func TestRetriesCountedOnFailure(t *testing.T) {
+	srv, client := newKMS(t) // max_attempts 3
+	s := provider{srv: srv, client: client}.New(t, signer.ES256).(*awskms.Signer)
+	srv.SetFaults(kmstest.Faults{ServerErrorRate: 1})
+	if _, err := s.Sign(context.Background(), []byte("a.b")); !errors.Is(err, awskms.ErrUnavailable) {
+		t.Fatalf("Sign against KMS failing: %v", err)
+	}
+	if m := s.Metrics().Snapshot(); m.Retries != 2 || m.Failures != 1 {
+		t.Fatalf("after one call failing 3 attempts: %+v, want 2 retries and 1 failure", m)
+	}
+	srv.SetFaults(kmstest.Faults{})
+	if _, err := s.Sign(context.Background(), []byte("a.b")); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Metrics().Snapshot(); m.Retries != 2 || m.Signs != 1 {
+		t.Fatalf("after a call that needed no retry: %+v", m)
+	}
+}
