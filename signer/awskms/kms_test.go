@@ -30,13 +30,19 @@ func newKMS(t *testing.T) (*kmstest.Server, *kms.Client) {
 	return newKMSWith(t, nil)
 }
 
+// testCredential is what newKMS's server accepts and its client signs
+// with: temporary credentials, so that a client that signs with the wrong
+// secret or drops the session token fails every test here.
+var testCredential = kmstest.Credential{AccessKeyID: "ASIATEST", SecretAccessKey: "test-secret", SessionToken: "test-session-token"}
+
 // newKMSWith is newKMS with the client's configuration adjusted by adjust.
 func newKMSWith(t *testing.T, adjust func(*awskms.ClientConfig)) (*kmstest.Server, *kms.Client) {
 	t.Helper()
 	kmstest.IsolateAWSEnvironment(t)
-	srv, url := kmstest.NewTestServer(t, kmstest.Options{})
+	srv, url := kmstest.NewTestServer(t, kmstest.Options{Credentials: []kmstest.Credential{testCredential}})
 	cfg := awskms.ClientConfig{
-		Region: "us-east-1", Endpoint: url, AccessKeyID: "AKIDTEST", SecretAccessKey: "secret",
+		Region: "us-east-1", Endpoint: url,
+		AccessKeyID: testCredential.AccessKeyID, SecretAccessKey: testCredential.SecretAccessKey, SessionToken: testCredential.SessionToken,
 	}
 	if adjust != nil {
 		adjust(&cfg)
@@ -474,5 +480,41 @@ func TestRetriesCountedOnFailure(t *testing.T) {
 	}
 	if m := s.Metrics().Snapshot(); m.Retries != 2 || m.Signs != 1 {
 		t.Fatalf("after a call that needed no retry: %+v", m)
+	}
+}
+
+// TestCredentialsKMSRefuses: static credentials that KMS does not accept
+// (checked by kmstest as AWS does) are ErrNoCredentials, naming KMS's error
+// code and no secret, and do not open the breaker.
+func TestCredentialsKMSRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		adjust func(*awskms.ClientConfig)
+		code   string
+	}{
+		{"unknown access key", func(c *awskms.ClientConfig) { c.AccessKeyID = "ASIAUNKNOWN" }, "UnrecognizedClientException"},
+		{"wrong secret key", func(c *awskms.ClientConfig) { c.SecretAccessKey = "wrong-secret" }, "InvalidSignatureException"},
+		{"no session token", func(c *awskms.ClientConfig) { c.SessionToken = "" }, "UnrecognizedClientException"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, client := newKMSWith(t, tc.adjust)
+			_, arn, err := srv.CreateKeyForTest("ECC_NIST_P256")
+			if err != nil {
+				t.Fatal(err)
+			}
+			gov := awskms.NewGovernor(awskms.GovernorOptions{BreakerThreshold: 1})
+			for range 2 {
+				_, err = awskms.New(context.Background(), client, gov, arn, signer.ES256)
+				if !errors.Is(err, awskms.ErrNoCredentials) || !strings.Contains(err.Error(), tc.code) {
+					t.Fatalf("New: %v, want ErrNoCredentials (%s)", err, tc.code)
+				}
+			}
+			if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), testCredential.SessionToken) {
+				t.Fatalf("the error carries a credential: %v", err)
+			}
+			if st := gov.Stats(); st.BreakerState != awskms.BreakerClosed {
+				t.Fatalf("breaker %s", st.BreakerState)
+			}
+		})
 	}
 }

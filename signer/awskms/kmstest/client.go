@@ -9,8 +9,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 )
 
-// Credentials NewClient signs with. Any access key ID is accepted unless
-// Options.AllowedAccessKeys says otherwise; the secret is never checked.
+// Credentials NewClient signs with. Unless the server has
+// Options.Credentials, any access key ID is accepted (subject to
+// Options.AllowedAccessKeys) and the secret is not checked.
 const (
 	AccessKeyID     = "AKIDTEST"
 	SecretAccessKey = "secret"

@@ -1,7 +1,9 @@
 package kmstest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -39,6 +42,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	region := fs.String("region", DefaultRegion, "region in ARNs and the SigV4 credential scope")
 	account := fs.String("account", DefaultAccount, "account ID in ARNs")
 	accessKeys := fs.String("access-keys", "", "comma-separated access key IDs allowed (empty: any)")
+	credsFile := fs.String("credentials-file", "", "JSON `file` of the credentials whose SigV4 signatures are checked, "+
+		`[{"access_key_id": ..., "secret_access_key": ..., "session_token": ...}] (empty: signatures are not checked)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,10 +53,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
+	var err error
 	opts := Options{Region: *region, Account: *account, Control: true, Faults: f}
 	for id := range strings.SplitSeq(*accessKeys, ",") {
 		if id = strings.TrimSpace(id); id != "" {
 			opts.AllowedAccessKeys = append(opts.AllowedAccessKeys, id)
+		}
+	}
+
+	if *credsFile != "" {
+		if opts.Credentials, err = readCredentials(*credsFile); err != nil {
+			return err
 		}
 	}
 
@@ -110,4 +122,29 @@ func ListenLoopback(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("kmstest: %q resolved to %s, which is not a loopback address", addr, ln.Addr())
 	}
 	return ln, nil
+}
+
+// readCredentials reads -credentials-file. A file keeps the secrets off the
+// command line, where process listings would show them; errors never quote
+// the file's contents.
+func readCredentials(path string) ([]Credential, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("kmstest: -credentials-file: %w", err)
+	}
+	var creds []Credential
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&creds); err != nil {
+		return nil, fmt.Errorf("kmstest: -credentials-file %s is not a JSON array of {access_key_id, secret_access_key, session_token, expires}", path)
+	}
+	for i, c := range creds {
+		if c.AccessKeyID == "" || c.SecretAccessKey == "" {
+			return nil, fmt.Errorf("kmstest: -credentials-file %s: entry %d needs access_key_id and secret_access_key", path, i)
+		}
+	}
+	if len(creds) == 0 {
+		return nil, fmt.Errorf("kmstest: -credentials-file %s lists no credentials", path)
+	}
+	return creds, nil
 }

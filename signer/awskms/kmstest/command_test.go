@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
@@ -84,6 +86,7 @@ func TestMainBadArgs(t *testing.T) {
 		{[]string{"-quota", "-5"}, "quota_per_second"},
 		{[]string{"-latency", "soon"}, "invalid value"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-credentials-file", "/nonexistent/creds.json"}, "-credentials-file"},
 	}
 	for _, tt := range tests {
 		err := Main(t.Context(), tt.args, io.Discard, io.Discard)
@@ -158,5 +161,54 @@ func TestCommand(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("kmstest after SIGTERM: %v, want exit status 0", err)
+	}
+}
+
+// TestMainCredentialsFile: -credentials-file turns on signature checks
+// with the credentials it lists; a malformed file is refused without
+// quoting it.
+func TestMainCredentialsFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "creds.json")
+	if err := os.WriteFile(good, []byte(`[{"access_key_id": "ASIAFILE", "secret_access_key": "file-secret", "session_token": "file-token"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- Main(ctx, []string{"-credentials-file", good}, pw, io.Discard)
+		pw.Close()
+	}()
+	url := readURL(t, pr)
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	for secret, want := range map[string]string{"file-secret": "", "other-secret": "InvalidSignatureException"} {
+		c := NewClient(url, noRetry, func(o *kms.Options) {
+			o.Credentials = credentials.NewStaticCredentialsProvider("ASIAFILE", secret, "file-token")
+		})
+		if _, err := c.ListKeys(t.Context(), &kms.ListKeysInput{}); apiCode(err) != want || (want == "") != (err == nil) {
+			t.Errorf("ListKeys signed with %s: %v, want %q", secret, err, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Main: %v", err)
+	}
+
+	for name, content := range map[string]string{
+		"not JSON":   `SECRET-in-a-bad-file`,
+		"no secret":  `[{"access_key_id": "AKID"}]`,
+		"empty":      `[]`,
+		"misspelled": `[{"access_key_id": "AKID", "secret_key": "SECRET-x"}]`,
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := Main(t.Context(), []string{"-credentials-file", path}, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-credentials-file") || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%s: Main = %v, want a -credentials-file error that does not quote the file", name, err)
+		}
 	}
 }

@@ -28,6 +28,8 @@ const (
 	errMissingAuth         = "MissingAuthenticationTokenException"
 	errIncompleteSignature = "IncompleteSignatureException"
 	errInvalidAuthSig      = "InvalidSignatureException"
+	errUnrecognizedClient  = "UnrecognizedClientException"
+	errExpiredToken        = "ExpiredTokenException"
 	errInternal            = "KMSInternalException"
 	errUnavailable         = "ServiceUnavailableException"
 )

@@ -3,17 +3,23 @@ package kmstest
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 // Defaults for Options.
@@ -32,9 +38,19 @@ type Options struct {
 	// name Region. Defaults: DefaultRegion, DefaultAccount.
 	Region  string
 	Account string
+	// Credentials, when not empty, turns on SigV4 verification: a
+	// request must be signed with one of them, as AWS checks it. An access
+	// key ID not listed gets UnrecognizedClientException, a signature that
+	// is not the one its secret key makes InvalidSignatureException, a
+	// session token other than the credential's (missing, wrong, or sent
+	// for a credential without one) UnrecognizedClientException, and a
+	// credential past its Expires ExpiredTokenException. Empty: the
+	// signature is not checked and any access key ID is known.
+	Credentials []Credential
 	// AllowedAccessKeys, when not empty, lists the access key IDs that may
 	// call KMS; any other gets AccessDeniedException, like a principal
-	// without kms:* permissions. Empty allows any access key ID.
+	// without kms:* permissions. Empty allows any access key ID. With
+	// Credentials, a key must be in both to be let in.
 	AllowedAccessKeys []string
 	// Now is the clock for creation and deletion dates; a key whose
 	// deletion date has passed no longer exists. Default: time.Now.
@@ -51,6 +67,7 @@ type Options struct {
 type Server struct {
 	region, account string
 	allowed         map[string]bool
+	creds           map[string]Credential // by access key ID; nil: signatures are not checked
 	now             func() time.Time
 	control         bool
 
@@ -100,9 +117,28 @@ func New(opts Options) *Server {
 			s.allowed[id] = true
 		}
 	}
+	if len(opts.Credentials) > 0 {
+		s.creds = map[string]Credential{}
+		for _, c := range opts.Credentials {
+			s.creds[c.AccessKeyID] = c
+		}
+	}
 	s.stats.reset()
 	s.SetFaults(opts.Faults)
 	return s
+}
+
+// Credential is a set of AWS credentials a server with Options.Credentials
+// accepts.
+type Credential struct {
+	AccessKeyID     string `json:"access_key_id"`
+	SecretAccessKey string `json:"secret_access_key"`
+	// SessionToken, if set, makes these temporary credentials: every
+	// request must carry it in X-Amz-Security-Token.
+	SessionToken string `json:"session_token,omitempty"`
+	// Expires, if set, is when the credentials stop working, by
+	// Options.Now.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // NewTestServer serves s on 127.0.0.1 until the test ends and returns it
@@ -248,7 +284,8 @@ const targetPrefix = "TrentService."
 
 // ServeHTTP answers KMS requests: POST / with Content-Type
 // application/x-amz-json-1.1, X-Amz-Target TrentService.<Operation> and a
-// SigV4 Authorization header whose signature is not checked.
+// SigV4 Authorization header, whose signature is checked only with
+// Options.Credentials.
 //
 // With Options.Control it also serves, under /_kmstest/ (a path no AWS
 // request uses):
@@ -292,7 +329,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, errorf(errUnknownOperation, "Content-Type %q is not application/x-amz-json-1.1", ct))
 		return
 	}
-	if err := s.authenticate(r, op); err != nil {
+	if err := s.authenticate(r, op, body, readErr == nil); err != nil {
 		s.writeError(w, err)
 		return
 	}
@@ -313,10 +350,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate checks the Authorization header the SDK's SigV4 signer
-// writes, except the signature itself:
+// writes, and with Options.Credentials the signature itself over body (when
+// it was read whole):
 //
 //	AWS4-HMAC-SHA256 Credential=<akid>/<date>/<region>/kms/aws4_request, SignedHeaders=..., Signature=...
-func (s *Server) authenticate(r *http.Request, op string) *apiError {
+func (s *Server) authenticate(r *http.Request, op string, body []byte, whole bool) *apiError {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return errorf(errMissingAuth, "Missing Authentication Token")
@@ -341,8 +379,74 @@ func (s *Server) authenticate(r *http.Request, op string) *apiError {
 	if scope[3] != "kms" {
 		return errorf(errInvalidAuthSig, "Credential should be scoped to correct service: 'kms'.")
 	}
+	if s.creds != nil && whole {
+		if err := s.verifySignature(r, body, scope[0], scope[2], authParam(rest, "SignedHeaders"), authParam(rest, "Signature")); err != nil {
+			return err
+		}
+	}
 	if s.allowed != nil && !s.allowed[scope[0]] {
 		return errorf(errAccessDenied, "User: arn:aws:iam::%s:user/%s is not authorized to perform: kms:%s because no identity-based policy allows the kms:%s action", s.account, scope[0], op, op)
+	}
+	return nil
+}
+
+// authParam returns the value of name= in the Authorization header's
+// comma-separated parameters.
+func authParam(params, name string) string {
+	for part := range strings.SplitSeq(params, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// verifySignature checks a request against Options.Credentials as AWS
+// does. The signature is recomputed by the SDK's own SigV4 signer over the
+// headers the request says it signed, so kmstest and a client agree on
+// SigV4 exactly when the client signs as the SDK does.
+func (s *Server) verifySignature(r *http.Request, body []byte, accessKeyID, region, signedHeaders, signature string) *apiError {
+	c, ok := s.creds[accessKeyID]
+	if !ok {
+		return errorf(errUnrecognizedClient, "The security token included in the request is invalid.")
+	}
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Amz-Security-Token")), []byte(c.SessionToken)) != 1 {
+		return errorf(errUnrecognizedClient, "The security token included in the request is invalid.")
+	}
+	if !c.Expires.IsZero() && !s.now().Before(c.Expires) {
+		return errorf(errExpiredToken, "The security token included in the request is expired")
+	}
+	date, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	if err != nil {
+		return errorf(errIncompleteSignature, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+	}
+	if signedHeaders == "" || signature == "" {
+		return errorf(errIncompleteSignature, "Authorization header requires 'SignedHeaders' and 'Signature' parameters.")
+	}
+	req := &http.Request{
+		Method:        r.Method,
+		URL:           &url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery},
+		Host:          r.Host,
+		Header:        http.Header{},
+		ContentLength: int64(len(body)),
+	}
+	for name := range strings.SplitSeq(signedHeaders, ";") {
+		switch name {
+		case "host", "content-length", "x-amz-security-token": // from Host, ContentLength and c
+			continue
+		}
+		if v, ok := r.Header[http.CanonicalHeaderKey(name)]; ok {
+			req.Header[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	sum := sha256.Sum256(body)
+	creds := aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
+	if err := v4.NewSigner().SignHTTP(r.Context(), creds, req, hex.EncodeToString(sum[:]), "kms", region, date); err != nil {
+		return errorf(errInternal, "kmstest could not compute the signature: %v", err)
+	}
+	want := authParam(strings.TrimPrefix(req.Header.Get("Authorization"), "AWS4-HMAC-SHA256 "), "Signature")
+	if subtle.ConstantTimeCompare([]byte(want), []byte(signature)) != 1 {
+		return errorf(errInvalidAuthSig, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
 	return nil
 }
