@@ -131,9 +131,10 @@ func TestClaimPolicy(t *testing.T) {
 	tb.mustWrite(t, "keys/k", nil)
 	tb.mustWrite(t, "roles/r", map[string]any{
 		"key": "k", "allowed_audiences": "https://*.example.com", "max_audiences": 2,
-		"allowed_claims": "scope,tenant,env,tags,ref,blob", "required_claims": "scope",
+		"allowed_claims": "scope,tenant,env,tags,ref,blob,n,label", "required_claims": "scope",
 		"claim_constraints": `{"scope":{"enum":["read","write"]},"tenant":{"type":"integer"},"env":"prod-*",` +
-			`"tags":{"type":"array","max_length":2},"ref":{"pattern":"^refs/heads/[a-z]+$","max_length":20}}`,
+			`"tags":{"type":"array","max_length":2},"ref":{"pattern":"^refs/heads/[a-z]+$","max_length":20},` +
+			`"n":{"type":"number"},"label":{"max_length":20}}`,
 	})
 	ok := map[string]any{"scope": "read", "tenant": 42, "env": "prod-eu", "tags": []any{"a", "b"}, "ref": "refs/heads/main"}
 	tok := tb.issue(t, "r", map[string]any{"claims": ok, "audience": "https://a.example.com,https://b.example.com"})
@@ -152,6 +153,24 @@ func TestClaimPolicy(t *testing.T) {
 		}
 		return map[string]any{"claims": m}
 	}
+	// Values at a rule's edge that it must let through.
+	for _, tc := range []struct {
+		name string
+		k    string
+		v    any
+	}{
+		{"type number, a fraction", "n", 4.5},
+		{"type number, an integer", "n", 4},
+		{"pattern and max_length, exactly 20 characters", "ref", "refs/heads/abcdefghi"},
+		{"max_length counts characters: 20 of 2 bytes each", "label", strings.Repeat("é", 20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := tb.issue(t, "r", with(tc.k, tc.v))
+			if got, want := fmt.Sprint(tok.claims[tc.k]), fmt.Sprint(tc.v); got != want {
+				t.Fatalf("claim %q = %s, want %s", tc.k, got, want)
+			}
+		})
+	}
 	for _, tc := range []struct {
 		name string
 		data map[string]any
@@ -166,6 +185,13 @@ func TestClaimPolicy(t *testing.T) {
 		{"array too long", with("tags", []any{"a", "b", "c"}), []string{`"tags"`, "more than 2"}},
 		{"pattern", with("ref", "refs/tags/v1"), []string{`"ref"`, "pattern"}},
 		{"max_length", with("ref", "refs/heads/abcdefghijklmnop"), []string{`"ref"`, "longer than 20"}},
+		{"max_length, 21 characters", with("ref", "refs/heads/abcdefghij"), []string{`"ref"`, "longer than 20"}},
+		{"max_length, 21 characters of 2 bytes", with("label", strings.Repeat("é", 21)), []string{`"label"`, "longer than 20"}},
+		{"type number, not a numeric string", with("n", "42"), []string{`"n"`, "type number, not string"}},
+		{"type number, not an array", with("n", []any{1}), []string{`"n"`, "type number, not array"}},
+		{"type number, not an object", with("n", map[string]any{"v": 1}), []string{`"n"`, "type number, not object"}},
+		{"pattern needs a string, not a number", with("ref", 1), []string{`"ref"`, "pattern"}},
+		{"pattern needs a string, not a list of a matching one", with("ref", []any{"refs/heads/main"}), []string{`"ref"`, "pattern"}},
 		{"too many audiences", map[string]any{"claims": ok, "audience": "https://a.example.com,https://b.example.com,https://c.example.com"}, []string{`"audience"`, "max_audiences"}},
 		{"token over 8 KiB", with("blob", strings.Repeat("x", 7000)), []string{"8192-byte cap"}},
 	} {
