@@ -129,6 +129,72 @@ func TestRevokeBySubjectAndJTI(t *testing.T) {
 	}
 }
 
+// TestRevocationsScopedByIssuer: a jti or subject revocation covers the
+// tokens of one issuer only. Role a issues under the mount's issuer
+// (jwt/config), role b under its own; both give the subject "svc".
+func TestRevocationsScopedByIssuer(t *testing.T) {
+	const issA, issB = "https://vault.test/v1/jwt", "https://b.test"
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA"})
+	tb.mustWrite(t, "roles/a", map[string]any{"key": "k", "subject": "svc"})
+	tb.mustWrite(t, "roles/b", map[string]any{"key": "k", "subject": "svc", "issuer": issB})
+	a, b := tb.issue(t, "a", nil), tb.issue(t, "b", nil)
+	if a.claims["iss"] != issA || b.claims["iss"] != issB || a.claims["sub"] != "svc" || b.claims["sub"] != "svc" {
+		t.Fatalf("claims: a %v, b %v", a.claims, b.claims)
+	}
+	wantActive := func(what string, tok issued, want bool) {
+		t.Helper()
+		if active, reason, _ := tb.verify(t, tok.data["token"].(string), ""); active != want {
+			t.Fatalf("%s: active=%v (%s), want %v", what, active, reason, want)
+		}
+	}
+	exp := tb.clock.Now().Add(time.Hour).Unix()
+
+	// Each jti revoked under the other token's issuer: neither token is.
+	d := tb.mustWrite(t, "revoke", map[string]any{"jti": b.data["jti"], "exp": exp}).Data
+	if d["issuer"] != issA {
+		t.Fatalf("revoke without issuer: issuer %v, want jwt/config's %s", d["issuer"], issA)
+	}
+	tb.mustWrite(t, "revoke", map[string]any{"jti": a.data["jti"], "exp": exp, "issuer": issB})
+	wantActive("b's jti revoked under the mount's issuer: b's token", b, true)
+	wantActive("a's jti revoked under b's issuer: a's token", a, true)
+	tb.mustWrite(t, "revoke", map[string]any{"jti": b.data["jti"], "exp": exp, "issuer": issB})
+	wantActive("b's jti revoked under b's issuer: b's token", b, false)
+
+	// The subject revoked under the mount's issuer: a's tokens only.
+	a2, b2 := tb.issue(t, "a", nil), tb.issue(t, "b", nil)
+	tb.mustWrite(t, "revoke", map[string]any{"subject": "svc"})
+	wantActive("svc revoked under the mount's issuer: a's token", a2, false)
+	wantActive("svc revoked under the mount's issuer: b's token", b2, true)
+	tb.mustWrite(t, "revoke", map[string]any{"subject": "svc", "issuer": issB})
+	wantActive("svc revoked under b's issuer: b's token", b2, false)
+}
+
+// TestRevokeNeverShortens: revoking a jti again with an earlier exp keeps
+// the first, longer entry, so tidy does not drop it while the token lives.
+func TestRevokeNeverShortens(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "1h"})
+	tok := tb.issue(t, "r", nil)
+	jti, now := tok.data["jti"], tb.clock.Now()
+
+	far := tb.mustWrite(t, "revoke", map[string]any{"jti": jti, "exp": now.Add(2 * time.Hour).Unix()}).Data["expires_at"]
+	if far != "2026-11-23T14:00:30Z" {
+		t.Fatalf("first revocation expires_at %v", far)
+	}
+	if got := tb.mustWrite(t, "revoke", map[string]any{"jti": jti, "exp": now.Add(time.Minute).Unix()}).Data["expires_at"]; got != far {
+		t.Fatalf("a second revocation with an earlier exp: expires_at %v, want the first one's %v", got, far)
+	}
+	tb.clock.Add(5 * time.Minute) // past the second exp and its leeway; the token lives on
+	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
+		t.Fatalf("tidy removed %v entries", n)
+	}
+	if active, reason, _ := tb.verify(t, tok.data["token"].(string), ""); active || !strings.Contains(reason, "revoked") {
+		t.Fatalf("after tidy: active=%v %s", active, reason)
+	}
+}
+
 func TestRevokeBadInput(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", nil)
