@@ -93,16 +93,9 @@ func TestVerifyAttacks(t *testing.T) {
 	// Claims forged under our own header and kid, with a good signature
 	// impossible: kept to test claim checks via a really issued token.
 	now := tb.clock.Now().Unix()
-	withClaims := func(c string) string {
-		// Re-sign with the real key: the claim checks, not the signature,
-		// must refuse these.
-		ke, _ := tb.getKey(t.Context(), tb.storage, "es")
-		tok, err := signer.SignCompact(t.Context(), ke.signers[ke.key.current(time.Now()).Version], parts[0], []byte(c))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	// Signed with the real key: the claim checks, not the signature, must
+	// refuse these.
+	withClaims := func(c string) string { return tb.signClaims(t, "es", parts[0], c) }
 
 	for _, tc := range []struct {
 		name, token, audience, want string
@@ -129,6 +122,7 @@ func TestVerifyAttacks(t *testing.T) {
 		{"expired", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d}`, now-60)), "", "expired"},
 		{"no exp", withClaims(`{"iss":"https://vault.test/v1/jwt"}`), "", `no "exp"`},
 		{"nbf in the future", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"nbf":%d}`, now+600, now+120)), "", `"nbf" is in the future`},
+		{"iat in the future", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"iat":%d}`, now+600, now+120)), "", `"iat" is in the future`},
 		{"someone else's iss", withClaims(fmt.Sprintf(`{"iss":"https://evil.test","exp":%d}`, now+600)), "", "not this mount's"},
 		{"duplicate claims", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"sub":"a","sub":"admin"}`, now+600)), "", `repeats the member name "sub"`},
 		{"duplicate nested claims", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d,"act":{"sub":"a","sub":"admin"}}`, now+600)), "", `repeats the member name "sub"`},
@@ -143,6 +137,52 @@ func TestVerifyAttacks(t *testing.T) {
 	}
 	if n := fetched.Load(); n != 0 {
 		t.Fatalf("the verifier fetched a key URL %d times", n)
+	}
+}
+
+// signClaims returns a token of claims under the header segment header,
+// signed by key's current version: a token verify can check only by its
+// claims.
+func (tb *testBackend) signClaims(t *testing.T, key, header, claims string) string {
+	t.Helper()
+	ke, err := tb.getKey(t.Context(), tb.storage, key)
+	if err != nil || ke == nil {
+		t.Fatalf("key %s: %v", key, err)
+	}
+	tok, err := signer.SignCompact(t.Context(), ke.signers[ke.key.current(time.Now()).Version], header, []byte(claims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestVerifyLeeway: verify allows exactly 30 seconds of clock skew on exp,
+// nbf and iat, no more.
+func TestVerifyLeeway(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "EdDSA"})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	header := strings.Split(tb.mustWrite(t, "issue/r", nil).Data["token"].(string), ".")[0]
+	now := tb.clock.Now().Unix()
+	for _, tc := range []struct {
+		name   string
+		claims string // after iss
+		want   string // the reason, or "" for active
+	}{
+		{"expired 29s ago", fmt.Sprintf(`"exp":%d`, now-29), ""},
+		{"expired 30s ago", fmt.Sprintf(`"exp":%d`, now-30), "expired at"},
+		{"nbf 30s ahead", fmt.Sprintf(`"exp":%d,"nbf":%d`, now+600, now+30), ""},
+		{"nbf 31s ahead", fmt.Sprintf(`"exp":%d,"nbf":%d`, now+600, now+31), `"nbf" is in the future`},
+		{"iat 30s ahead", fmt.Sprintf(`"exp":%d,"iat":%d`, now+600, now+30), ""},
+		{"iat 31s ahead", fmt.Sprintf(`"exp":%d,"iat":%d`, now+600, now+31), `"iat" is in the future`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := tb.signClaims(t, "k", header, `{"iss":"https://vault.test/v1/jwt",`+tc.claims+`}`)
+			active, reason, _ := tb.verify(t, tok, "")
+			if active != (tc.want == "") || !strings.Contains(reason, tc.want) {
+				t.Fatalf("active=%v reason=%q, want %q (empty: active)", active, reason, tc.want)
+			}
+		})
 	}
 }
 
