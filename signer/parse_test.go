@@ -3,9 +3,10 @@ package signer
 import (
 	"encoding/base64"
 	"errors"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 func seg(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
@@ -43,6 +44,10 @@ func TestParseCompact(t *testing.T) {
 		{"crit", seg(`{"alg":"ES256","crit":["exp"]}`) + body, ErrMalformed},
 		{"empty crit", seg(`{"alg":"ES256","crit":[]}`) + body, ErrMalformed},
 		{"b64 false", seg(`{"alg":"ES256","b64":false,"crit":["b64"]}`) + body, ErrMalformed},
+		{"b64 false without crit", seg(`{"alg":"ES256","b64":false}`) + body, ErrMalformed},
+		{"x5t", seg(`{"alg":"ES256","x5t":"3q2-7w"}`) + body, ErrMalformed},
+		{"x5t#S256", seg(`{"alg":"ES256","x5t#S256":"3q2-7w"}`) + body, ErrMalformed},
+		{"zip", seg(`{"alg":"ES256","zip":"DEF"}`) + body, ErrMalformed},
 		{"JWE header", seg(`{"alg":"RSA-OAEP","enc":"A256GCM"}`) + body, ErrMalformed},
 		{"JWE five parts", seg(`{"alg":"ES256"}`) + ".a.b.c.d", ErrMalformed},
 		{"JSON serialization", `{"payload":"e30","signatures":[]}`, ErrMalformed},
@@ -63,19 +68,64 @@ func TestParseCompact(t *testing.T) {
 			}
 		})
 	}
+	// Every refused name, including any added later, is refused by name.
+	for _, name := range refusedHeaders {
+		t.Run("refused "+name, func(t *testing.T) {
+			_, err := ParseCompact(seg(`{"alg":"ES256","kid":"k",`+strconv.Quote(name)+`:"x"}`) + body)
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), strconv.Quote(name)+" is not accepted") {
+				t.Fatalf("ParseCompact = %v, want %q refused", err, name)
+			}
+		})
+	}
 }
 
 // TestParseCompactManyDots: a token of dots is refused by counting, without
-// splitting it into a million pieces.
+// splitting it into a thousand pieces, and one over MaxTokenLength by its
+// length before anything else.
 func TestParseCompactManyDots(t *testing.T) {
-	for _, tok := range []string{strings.Repeat(".", MaxTokenLength), strings.Repeat(".", 10<<20)} {
-		start := time.Now()
-		if _, err := ParseCompact(tok); !errors.Is(err, ErrMalformed) {
-			t.Fatalf("%d dots: %v", len(tok), err)
+	for _, tc := range []struct {
+		tok, want string
+	}{
+		{strings.Repeat(".", MaxTokenLength), "has exactly 2 dots, this has 16384"},
+		{strings.Repeat(".", 10<<20), "token is 10485760 bytes, more than 16384"},
+	} {
+		_, err := ParseCompact(tc.tok)
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%d dots: %v, want %q", len(tc.tok), err, tc.want)
 		}
-		if d := time.Since(start); d > 50*time.Millisecond {
-			t.Fatalf("%d dots took %s", len(tok), d)
+		// Splitting MaxTokenLength dots would allocate 16385 strings
+		// (256 KiB); the error alone is a few hundred bytes.
+		if n := bytesAllocated(func() { _, _ = ParseCompact(tc.tok) }); n > 16<<10 {
+			t.Fatalf("%d dots: refusing them allocated %d bytes", len(tc.tok), n)
 		}
+	}
+}
+
+// bytesAllocated is how many heap bytes f allocates, on average over a
+// few runs.
+func bytesAllocated(f func()) uint64 {
+	const runs = 10
+	var before, after runtime.MemStats
+	f() // warm up, as testing.AllocsPerRun does
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / runs
+}
+
+// BenchmarkParseCompactManyDots is the speed of refusing a token of dots,
+// at the length cap and far over it.
+func BenchmarkParseCompactManyDots(b *testing.B) {
+	for _, n := range []int{MaxTokenLength, 10 << 20} {
+		tok := strings.Repeat(".", n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = ParseCompact(tok)
+			}
+		})
 	}
 }
 
