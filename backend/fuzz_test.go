@@ -2,10 +2,20 @@ package backend
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
 )
 
 // FuzzParseJSONObject: claims strings come from callers. The parser must
@@ -94,6 +104,193 @@ func FuzzRefreshToken(f *testing.F) {
 		}
 		if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != 400 {
 			t.Fatalf("status %d for %q: %v", code, rt, err)
+		}
+	})
+}
+
+// fuzzFieldTypes are the field types the engine's paths use.
+var fuzzFieldTypes = []framework.FieldType{
+	framework.TypeBool, framework.TypeInt, framework.TypeInt64, framework.TypeFloat,
+	framework.TypeDurationSecond, framework.TypeSignedDurationSecond,
+	framework.TypeString, framework.TypeLowerCaseString, framework.TypeNameString,
+	framework.TypeMap, framework.TypeSlice, framework.TypeStringSlice,
+	framework.TypeCommaStringSlice, framework.TypeCommaIntSlice,
+}
+
+// jsonNumberSyntax is a JSON number: the inputs whose value is plain.
+var jsonNumberSyntax = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// FuzzCheckFields: request fields come from callers, as JSON numbers,
+// floats (clients that do not decode JSON numbers exactly), strings (the
+// vault CLI) or anything else. For every field type the engine uses,
+// checkFields never panics; a value it accepts converts with the
+// framework's own conversion, and a number converts to exactly its value
+// (no truncation, no wrap); a value it refuses gets an error that names
+// the field and is one of the fixed rules, so it cannot repeat the value.
+func FuzzCheckFields(f *testing.F) {
+	for _, seed := range []struct {
+		kind uint8
+		num  float64
+		str  string
+	}{
+		{0, 9.223372036854775808e18, ""}, {0, -9.223372036854775808e18, ""}, {0, 1e30, ""}, {0, -1e30, ""},
+		{0, 1.5, ""}, {0, 42, ""}, {0, -1, ""}, {0, 0.5, ""}, {0, 1e18, ""},
+		{1, 0, "9223372036854775807"}, {1, 0, "9223372036854775808"}, {1, 0, "-9223372036854775809"},
+		{1, 0, "1e3"}, {1, 0, "1.5"}, {1, 0, "1e30"}, {1, 0, "-1e30"}, {1, 0, "42"}, {1, 0, "-0"},
+		{2, 0, "1e3"}, {2, 0, "9223372036854775808"}, {2, 0, "-9223372036854775809"}, {2, 0, "1.5"},
+		{2, 0, "90s"}, {2, 0, "1.9s"}, {2, 0, "500ms"}, {2, 0, "-5"}, {2, 0, "3d"}, {2, 0, "true"},
+		{2, 0, "a,b"}, {2, 0, "1,2"}, {2, 0, "secret-token-value"},
+		{3, 0, "secret-token-value"}, {4, 0, "secret-token-value"}, {5, 0, ""}, {6, 0, ""},
+	} {
+		f.Add(seed.kind, seed.num, seed.str)
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, num float64, str string) {
+		var v any
+		switch kind % 7 {
+		case 0:
+			v = num
+		case 1:
+			v = json.Number(str)
+		case 2:
+			v = str
+		case 3:
+			v = []any{str}
+		case 4:
+			v = map[string]any{"k": str}
+		case 5:
+			v = num > 0
+		case 6:
+			v = nil
+		}
+		// The exact value of a plain number, or nil.
+		var exact *big.Rat
+		switch x := v.(type) {
+		case float64:
+			if !math.IsInf(x, 0) && !math.IsNaN(x) {
+				exact = new(big.Rat).SetFloat64(x)
+			}
+		case json.Number, string:
+			// Only exponents a float64 or an int64 can hold: big.Rat
+			// would compute 10^999999999 in full.
+			if m := jsonNumberSyntax.FindStringSubmatch(fmt.Sprint(x)); m != nil && len(m[3]) <= 5 && len(m[0]) <= 400 {
+				exact, _ = new(big.Rat).SetString(m[0])
+			}
+		}
+		for _, ft := range fuzzFieldTypes {
+			schema := map[string]*framework.FieldSchema{"n": {Type: ft}}
+			data := map[string]any{"n": v}
+			err := checkFields(schema, "p", data)
+			if err != nil {
+				rules := []string{typeRule(ft)}
+				if ft == framework.TypeDurationSecond || ft == framework.TypeSignedDurationSecond {
+					want := durationRule(ft, "x")
+					rules = []string{want, want + ", and not this large", want + ", not negative", "must be a whole number of seconds"}
+				}
+				msg := err.Error()
+				rule, named := strings.CutPrefix(msg, `invalid "n": `)
+				if !named || !slices.Contains(rules, rule) {
+					t.Fatalf("%s, %T %#v: error %q is not `invalid \"n\": ` and one of %q", ft, v, v, msg, rules)
+				}
+				continue
+			}
+			got, _, ferr := (&framework.FieldData{Raw: data, Schema: schema}).GetOkErr("n")
+			if ferr != nil {
+				t.Fatalf("%s, %T %#v: accepted, but the framework cannot convert it: %v", ft, v, v, ferr)
+			}
+			if exact == nil {
+				continue
+			}
+			var as *big.Rat
+			switch g := got.(type) {
+			case int:
+				as = new(big.Rat).SetInt64(int64(g))
+			case int64:
+				as = new(big.Rat).SetInt64(g)
+			case float64:
+				if want, _ := exact.Float64(); g != want {
+					t.Fatalf("%s, %T %#v: accepted as %v, want %v", ft, v, v, g, want)
+				}
+			}
+			if as != nil && as.Cmp(exact) != 0 {
+				t.Fatalf("%s, %T %#v: accepted as %v, want %s", ft, v, v, got, exact.RatString())
+			}
+		}
+	})
+}
+
+// FuzzClaimConstraints: claim_constraints and claim values come from
+// callers. Parsing a rule and checking a value against it never panics,
+// and a value a rule accepts really satisfies it: the JSON type its text
+// has (an integer only if its value is whole), a match of the pattern, a
+// member of the enum, and at most max_length characters or items.
+func FuzzClaimConstraints(f *testing.F) {
+	for _, seed := range [][2]string{
+		{`{"type":"number"}`, `"42"`}, {`{"type":"number"}`, `[1]`}, {`{"type":"number"}`, `4.5`},
+		{`{"type":"integer"}`, `4`}, {`{"type":"integer"}`, `4.5`}, {`{"type":"integer"}`, `1e3`},
+		{`{"type":"string"}`, `1`}, {`{"type":"boolean"}`, `"true"`}, {`{"type":"array"}`, `{}`}, {`{"type":"object"}`, `[]`},
+		{`{"pattern":"^refs/heads/main$"}`, `123`}, {`{"pattern":"^refs/heads/main$"}`, `["refs/heads/main"]`},
+		{`{"pattern":"^a+$"}`, `"aaa"`}, {`{"enum":["read","write"]}`, `"admin"`}, {`{"enum":[1,{"a":[true]}]}`, `{"a":[true]}`},
+		{`{"max_length":2}`, `"ééé"`}, {`{"max_length":2}`, `"éé"`}, {`{"type":"array","max_length":1}`, `[1,2]`},
+		{`{"glob":"prod-*","max_length":8}`, `"prod-eu-west"`}, {`"prod-*"`, `"prod-eu"`}, {`{"typo":1}`, `1`},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, spec, value string) {
+		rule, err := signer.DecodeJSON([]byte(spec))
+		if err != nil {
+			return
+		}
+		parsed, err := parseConstraints(map[string]any{"c": rule})
+		if err != nil {
+			return
+		}
+		c := parsed["c"]
+		obj, err := parseJSONObject(`{"v":` + value + `}`)
+		if err != nil {
+			return
+		}
+		v := obj["v"]
+		if c.check(v) != nil {
+			return
+		}
+		text := strings.TrimLeft(value, " \t\r\n")
+		if c.Type != "" {
+			var is string
+			switch {
+			case text[0] == '"':
+				is = "string"
+			case text[0] == '[':
+				is = "array"
+			case text[0] == '{':
+				is = "object"
+			case text[0] == 't' || text[0] == 'f':
+				is = "boolean"
+			case text[0] == 'n':
+				is = "null"
+			default:
+				is = "number"
+				if r, ok := new(big.Rat).SetString(string(v.(json.Number))); ok && r.IsInt() {
+					is = "integer"
+				}
+			}
+			if is != c.Type && (c.Type != "number" || is != "integer") {
+				t.Fatalf("rule %s accepted %s, which is of type %s", spec, value, is)
+			}
+		}
+		s, isString := v.(string)
+		if c.Pattern != "" && (!isString || !regexp.MustCompile(c.Pattern).MatchString(s)) {
+			t.Fatalf("rule %s accepted %s, which does not match the pattern", spec, value)
+		}
+		if c.Glob != "" && !isString {
+			t.Fatalf("rule %s accepted %s, which is not a string", spec, value)
+		}
+		if c.Enum != nil && !slices.ContainsFunc(c.Enum, func(e any) bool { return reflect.DeepEqual(e, v) }) {
+			t.Fatalf("rule %s accepted %s, which is not in the enum", spec, value)
+		}
+		if c.MaxLength > 0 {
+			if a, ok := v.([]any); (isString && utf8.RuneCountInString(s) > c.MaxLength) || (ok && len(a) > c.MaxLength) {
+				t.Fatalf("rule %s accepted %s, longer than %d", spec, value, c.MaxLength)
+			}
 		}
 	})
 }
