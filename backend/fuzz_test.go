@@ -81,29 +81,67 @@ func FuzzIssueClaims(f *testing.F) {
 }
 
 // FuzzRefreshToken: refresh tokens come from callers. Only the family's
-// latest refresh token is ever accepted; anything else is refused with a
-// 400, never a 500 or a panic (a wrong secret for the family's id revokes
-// the family, after which everything is refused).
+// latest refresh token is ever accepted, and it always is; anything else is
+// refused with a 400, never a 500 or a panic, and presenting a used one
+// again revokes the family. Each input is presented as it is (mode 0) or
+// turned into a token aimed at the live family: its latest token (1), its
+// id with the input as the secret (2), the family's previous token (3), or
+// the latest with its end replaced by the input (4). A wrong secret for
+// the family's id revokes it; a new family is issued then, so later inputs
+// still test a live one.
 func FuzzRefreshToken(f *testing.F) {
 	tb := getTestBackend(f)
 	tb.mustWrite(f, "keys/k", map[string]any{"algorithm": "EdDSA"})
 	tb.mustWrite(f, "roles/r", map[string]any{"key": "k", "refresh_ttl": "1h"})
-	latest := tb.mustWrite(f, "issue/r", nil).Data["refresh_token"].(string)
+	newFamily := func(t testing.TB) string {
+		return tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string)
+	}
+	latest, previous := newFamily(f), ""
 	id, secret, _ := strings.Cut(latest, ".")
 	for _, s := range []string{latest, id + ".", "." + secret, id + "." + secret + "=", id + "." + strings.ToUpper(secret), "a.b.c", "", strings.Repeat(".", 100), id + "\x00." + secret} {
-		f.Add(s)
+		for mode := range uint8(5) {
+			f.Add(mode, s)
+		}
 	}
-	f.Fuzz(func(t *testing.T, rt string) {
+	f.Fuzz(func(t *testing.T, mode uint8, s string) {
+		familyID, _, _ := strings.Cut(latest, ".")
+		rt := s
+		switch mode % 5 {
+		case 1:
+			rt = latest
+		case 2:
+			rt = familyID + "." + s
+		case 3:
+			if previous == "" {
+				return
+			}
+			rt = previous
+		case 4:
+			rt = latest[:len(latest)-min(len(s), len(latest))] + s
+		}
 		resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt})
 		if err == nil && !resp.IsError() {
 			if rt != latest {
 				t.Fatalf("refresh accepted %q, which is not the latest refresh token", rt)
 			}
-			latest = resp.Data["refresh_token"].(string)
+			latest, previous = resp.Data["refresh_token"].(string), rt
 			return
 		}
 		if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != 400 {
 			t.Fatalf("status %d for %q: %v", code, rt, err)
+		}
+		if rt == latest {
+			t.Fatalf("the latest refresh token of a live family was refused: %v", resp.Error())
+		}
+		fam, err := loadFamily(t.Context(), tb.storage, familyID)
+		if err != nil || fam == nil {
+			t.Fatalf("family %s: %v %v", familyID, fam, err)
+		}
+		if previous != "" && rt == previous && fam.RevokedAt.IsZero() {
+			t.Fatalf("presenting the family's previous refresh token again did not revoke the family")
+		}
+		if !fam.RevokedAt.IsZero() {
+			latest, previous = newFamily(t), ""
 		}
 	})
 }
