@@ -3,12 +3,14 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"mime"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -37,66 +39,56 @@ var algorithms = []struct {
 	{"EdDSA", 64, false},
 }
 
-// TestAllAlgorithms issues a token with a key of each algorithm from a real
-// Vault and has jose (and jsonwebtoken, where it can) verify it against the
-// plugin's public JWKS endpoint.
+// keyCase is a key TestAllAlgorithms issues with: every algorithm, RSA at
+// 2048 bits, and RSA at 3072 and 4096 bits as well.
+type keyCase struct {
+	alg    string
+	sigLen int
+	bits   int // rsa_bits; 0 for EC and EdDSA keys
+}
+
+func (c keyCase) name() string {
+	if c.bits > 2048 {
+		return c.alg + "-" + strconv.Itoa(c.bits)
+	}
+	return c.alg
+}
+
+// TestAllAlgorithms issues tokens with a key of each algorithm (and of each
+// RSA size) from a real Vault, and has jose and jsonwebtoken (which has no
+// EdDSA) verify every one against the plugin's public JWKS endpoint. Each
+// also refuses, for every key, a token with a flipped signature bit and one
+// whose payload was changed under the original signature.
 func TestAllAlgorithms(t *testing.T) {
 	tl := loadTools(t)
 	s := startDevServer(t, tl)
 	s.installPlugin(t)
 
-	kidAlg := map[string]string{} // every kid a token was signed with -> alg
+	var cases []keyCase
 	for _, a := range algorithms {
-		t.Run(a.alg, func(t *testing.T) {
-			key, role := "k-"+strings.ToLower(a.alg), "r-"+a.alg
-			args := []string{"write", mountPath + "/keys/" + key, "algorithm=" + a.alg}
-			if a.rsa {
-				args = append(args, "rsa_bits=2048")
-			}
-			s.vault(t, args...)
-			s.vault(t, "write", mountPath+"/roles/"+role, "key="+key, "audiences="+e2eAudience, "ttl=5m")
-
-			// ECDSA signatures are padded to a fixed length; a short r or s
-			// (about one signature in 256 for each) shows up only over a
-			// few tokens, so issue several.
-			n := 1
-			if strings.HasPrefix(a.alg, "ES") {
-				n = 10
-			}
-			jtis := map[string]bool{}
-			var kid string
-			for i := range n {
-				iss := s.issue(t, role)
-				checkIssued(t, s, iss, a.alg, a.sigLen)
-				if kid == "" {
-					kid = iss.Kid
-				} else if iss.Kid != kid {
-					t.Errorf("token %d has kid %q, token 0 had %q (no rotation happened)", i, iss.Kid, kid)
-				}
-				if iss.Jti != "" {
-					if jtis[iss.Jti] {
-						t.Errorf("jti %q issued twice", iss.Jti)
-					}
-					jtis[iss.Jti] = true
-				}
-
-				o := verifyOpts{JWKSURL: s.jwksURL(), Issuer: s.issuer(), Audience: e2eAudience, Alg: a.alg}
-				out := tl.verifier.mustVerify(t, iss.Token, o)
-				if out.Header["kid"] != iss.Kid || out.Payload["iss"] != s.issuer() {
-					t.Errorf("jose verified kid %v iss %v, want %s %s", out.Header["kid"], out.Payload["iss"], iss.Kid, s.issuer())
-				}
-				if a.alg != "EdDSA" && i == 0 { // jsonwebtoken has no EdDSA
-					o.Lib = "jsonwebtoken"
-					tl.verifier.mustVerify(t, iss.Token, o)
-				}
-			}
-			if kid != "" {
-				kidAlg[kid] = a.alg
-			}
-
-			checkKeyRead(t, s, key, a.alg, kid)
-		})
+		c := keyCase{alg: a.alg, sigLen: a.sigLen}
+		if a.rsa {
+			c.bits = 2048
+		}
+		cases = append(cases, c)
 	}
+	cases = append(cases, keyCase{alg: "RS256", sigLen: 384, bits: 3072}, keyCase{alg: "PS512", sigLen: 512, bits: 4096})
+
+	var mu sync.Mutex
+	kidAlg := map[string]string{} // every kid a token was signed with -> alg
+	// The keys are independent: two at a time (or -parallel) halves the
+	// time the CLI and the verifier take.
+	t.Run("keys", func(t *testing.T) {
+		for _, a := range cases {
+			t.Run(a.name(), func(t *testing.T) {
+				t.Parallel()
+				kid := checkAlgorithm(t, tl, s, a)
+				mu.Lock()
+				kidAlg[kid] = a.alg
+				mu.Unlock()
+			})
+		}
+	})
 	t.Run("JWKS", func(t *testing.T) {
 		a := checkJWKS(t, s, "/v1/"+mountPath+"/jwks", kidAlg)
 		b := checkJWKS(t, s, "/v1/"+mountPath+"/.well-known/keys", kidAlg)
@@ -131,6 +123,100 @@ func TestAllAlgorithms(t *testing.T) {
 		}
 		checkJWKS(t, s, strings.TrimPrefix(doc.JWKSURI, s.addr), kidAlg)
 	})
+}
+
+// checkAlgorithm creates a key and a role for a, issues tokens, has every
+// outside verifier accept each of them and refuse tampered copies of the
+// first, and returns the kid they were signed with.
+func checkAlgorithm(t *testing.T, tl *tools, s *vaultServer, a keyCase) string {
+	key, role := "k-"+strings.ToLower(a.name()), "r-"+a.name()
+	args := []string{"write", mountPath + "/keys/" + key, "algorithm=" + a.alg}
+	if a.bits != 0 {
+		args = append(args, "rsa_bits="+strconv.Itoa(a.bits))
+	}
+	s.vault(t, args...)
+	s.vault(t, "write", mountPath+"/roles/"+role, "key="+key, "audiences="+e2eAudience, "ttl=5m")
+	libs := []string{"jose"}
+	if a.alg != "EdDSA" { // jsonwebtoken has no EdDSA
+		libs = append(libs, "jsonwebtoken")
+	}
+	o := verifyOpts{JWKSURL: s.jwksURL(), Issuer: s.issuer(), Audience: e2eAudience, Alg: a.alg}
+
+	// ECDSA signatures are padded to a fixed length; a short r or s
+	// (about one signature in 256 for each) shows up only over a few
+	// tokens, so issue several.
+	n := 1
+	if strings.HasPrefix(a.alg, "ES") {
+		n = 10
+	}
+	jtis := map[string]bool{}
+	var kid, first string
+	for i := range n {
+		iss := s.issue(t, role)
+		checkIssued(t, s, iss, a.alg, a.sigLen)
+		if kid == "" {
+			kid, first = iss.Kid, iss.Token
+		} else if iss.Kid != kid {
+			t.Errorf("token %d has kid %q, token 0 had %q (no rotation happened)", i, iss.Kid, kid)
+		}
+		if iss.Jti != "" {
+			if jtis[iss.Jti] {
+				t.Errorf("jti %q issued twice", iss.Jti)
+			}
+			jtis[iss.Jti] = true
+		}
+		for _, lib := range libs {
+			o.Lib = lib
+			out := tl.verifier.mustVerify(t, iss.Token, o)
+			if out.Header["kid"] != iss.Kid || out.Payload["iss"] != s.issuer() {
+				t.Errorf("%s verified kid %v iss %v, want %s %s", lib, out.Header["kid"], out.Payload["iss"], iss.Kid, s.issuer())
+			}
+		}
+	}
+
+	for _, tc := range []struct{ name, token string }{
+		{"signature bit flipped", flipSignatureBit(t, first)},
+		{"payload changed, signature kept", changePayload(t, first)},
+	} {
+		for _, lib := range libs {
+			o.Lib = lib
+			if msg := tl.verifier.mustReject(t, tc.token, o); !strings.Contains(strings.ToLower(msg), "signature") {
+				t.Errorf("%s: %s refused it, but not for its signature: %s", tc.name, lib, msg)
+			}
+		}
+	}
+	checkKeyRead(t, s, key, a.alg, kid)
+	return kid
+}
+
+// flipSignatureBit returns token with one bit of its signature flipped.
+func flipSignatureBit(t *testing.T, token string) string {
+	t.Helper()
+	i := strings.LastIndexByte(token, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(token[i+1:])
+	if err != nil || len(sig) == 0 {
+		t.Fatalf("signature: %v", err)
+	}
+	sig[len(sig)/2] ^= 0x01
+	bad := token[:i+1] + b64(sig)
+	secrets.add(bad)
+	return bad
+}
+
+// changePayload returns token with "sub" set to "admin" in its payload and
+// its header and signature as they were.
+func changePayload(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	claims := decodeJWT(t, token).Payload
+	claims["sub"] = "admin"
+	raw, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := parts[0] + "." + b64(raw) + "." + parts[2]
+	secrets.add(bad)
+	return bad
 }
 
 // checkIssued checks a jwt/issue response and the token's shape. Whether the
