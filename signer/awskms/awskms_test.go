@@ -2,6 +2,12 @@ package awskms
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"strings"
@@ -321,14 +327,19 @@ func TestGovernorRateWaitsWithinDeadline(t *testing.T) {
 		t.Fatalf("waits %d", g.Stats().RateWaits)
 	}
 	// A caller whose deadline comes before its turn gets ErrThrottled at
-	// once instead of a late answer.
-	for range 3 {
-		_ = g.Do(ctx, func(context.Context) error { return nil })
+	// once instead of a late answer. At one request per 100 s the next
+	// turn is far beyond the deadline however slowly the test runs.
+	slow := NewGovernor(GovernorOptions{MaxRequestsPerSecond: 0.01, Burst: 1})
+	if err := slow.Do(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
 	}
-	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := g.Do(short, func(context.Context) error { t.Fatal("call made"); return nil }); !errors.Is(err, ErrThrottled) {
+	if err := slow.Do(short, func(context.Context) error { t.Fatal("call made"); return nil }); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("past-deadline wait: %v", err)
+	}
+	if slow.Stats().RateWaits != 0 {
+		t.Fatalf("waited %d times for a turn past the deadline", slow.Stats().RateWaits)
 	}
 }
 
@@ -494,5 +505,41 @@ func TestNewRefusesWhatFromPublicKeyWould(t *testing.T) {
 	}
 	if _, err := New(ctx, f, nil, arn, signer.ES256); !errors.Is(err, ErrKeyUnusable) || !strings.Contains(err.Error(), odd) {
 		t.Fatalf("New over a key DescribeKey calls %s: %v, want ErrKeyUnusable naming it", odd, err)
+	}
+}
+
+// TestFromPublicKeyRefusesWrongKeys: a stored public key that does not fit
+// the version's algorithm (too short, another curve, another type) is
+// refused when the version loads, before it could sign or be published.
+func TestFromPublicKeyRefusesWrongKeys(t *testing.T) {
+	f := newFakeKMS()
+	arn := f.add(t, signer.ES256)
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		alg  signer.Algorithm
+		pub  crypto.PublicKey
+	}{
+		{"RS256 with a 1024-bit RSA key", signer.RS256, &rsa1024.PublicKey},
+		{"ES256 with a P-384 key", signer.ES256, &p384.PublicKey},
+		{"ES256 with an Ed25519 key", signer.ES256, edPub},
+		{"EdDSA with a short Ed25519 key", signer.EdDSA, edPub[:31]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if s, err := FromPublicKey(f, nil, arn, tc.alg, tc.pub); !errors.Is(err, ErrKeyUnusable) {
+				t.Fatalf("FromPublicKey = %v, %v; want ErrKeyUnusable", s, err)
+			}
+		})
 	}
 }

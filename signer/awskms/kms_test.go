@@ -208,7 +208,12 @@ func TestFaults(t *testing.T) {
 // reaching KMS; when KMS is back, the same signer works again.
 func TestOutageOpensBreakerAndRecovers(t *testing.T) {
 	srv, client := newKMS(t)
-	gov := awskms.NewGovernor(awskms.GovernorOptions{BreakerThreshold: 3, BreakerCooldown: 300 * time.Millisecond, CallTimeout: 2 * time.Second})
+	// The breaker's clock is the test's, so "still open" and "cooled down"
+	// do not depend on how fast a busy machine runs the test.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	gov := awskms.NewGovernor(awskms.GovernorOptions{BreakerThreshold: 3, BreakerCooldown: 5 * time.Second, CallTimeout: 2 * time.Second, Now: now})
 	s := provider{srv: srv, client: client, gov: gov}.New(t, signer.EdDSA)
 	ctx := context.Background()
 	if _, err := s.Sign(ctx, []byte("a.b")); err != nil {
@@ -225,17 +230,16 @@ func TestOutageOpensBreakerAndRecovers(t *testing.T) {
 		t.Fatalf("breaker %s after 3 failures", st)
 	}
 	srv.ResetStats()
-	start := time.Now()
-	_, err := s.Sign(ctx, []byte("a.b"))
-	if !errors.Is(err, awskms.ErrUnavailable) || time.Since(start) > 50*time.Millisecond {
-		t.Fatalf("open breaker: %v after %s", err, time.Since(start))
+	clock.Add(int64(4 * time.Second)) // still within the cooldown
+	if _, err := s.Sign(ctx, []byte("a.b")); !errors.Is(err, awskms.ErrUnavailable) {
+		t.Fatalf("open breaker: %v", err)
 	}
 	if n := srv.Stats().Total(); n != 0 {
 		t.Fatalf("open breaker still sent %d requests", n)
 	}
 
 	srv.SetFaults(kmstest.Faults{})
-	time.Sleep(350 * time.Millisecond)
+	clock.Add(int64(1100 * time.Millisecond)) // past the cooldown: one probe
 	sig, err := s.Sign(ctx, []byte("a.b"))
 	if err != nil {
 		t.Fatalf("after KMS came back: %v", err)

@@ -133,7 +133,7 @@ func TestCommand(t *testing.T) {
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("no go command to build with: %v", err)
+		t.Fatalf("no go command to build cmd/kmstest with: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "kmstest")
 	build := exec.CommandContext(t.Context(), goBin, "build", "-o", bin, "github.com/vault-jwt/vault-plugin-secrets-jwt/cmd/kmstest")
