@@ -81,11 +81,12 @@ test-unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(UNIT_PKGS)
 
-## verify-deps: the outside verifier's node_modules, exactly as locked.
+## verify-deps: the outside verifiers' node_modules, exactly as locked, and PyJWT (apt's python3-jwt, if missing).
 verify-deps:
 	cd $(VERIFY_DIR) && npm ci --no-audit --no-fund
+	scripts/verify/pydeps.sh
 
-## test-e2e: a real Vault, the real CLI, the plugin and the Node verifier.
+## test-e2e: a real Vault, the real CLI, the plugin and the outside verifiers (Node's jose and jsonwebtoken, PyJWT).
 test-e2e: build verify-deps
 	$(GO) build -o $(CURDIR)/bin/kmstest ./cmd/kmstest
 	@vault_bin="$$(scripts/vault.sh)"; \

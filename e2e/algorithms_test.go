@@ -55,8 +55,8 @@ func (c keyCase) name() string {
 }
 
 // TestAllAlgorithms issues tokens with a key of each algorithm (and of each
-// RSA size) from a real Vault, and has jose and jsonwebtoken (which has no
-// EdDSA) verify every one against the plugin's public JWKS endpoint. Each
+// RSA size) from a real Vault, and has jose, PyJWT and jsonwebtoken (which
+// has no EdDSA) verify every one against the plugin's public JWKS endpoint. Each
 // also refuses, for every key, a token with a flipped signature bit and one
 // whose payload was changed under the original signature.
 func TestAllAlgorithms(t *testing.T) {
@@ -136,7 +136,7 @@ func checkAlgorithm(t *testing.T, tl *tools, s *vaultServer, a keyCase) string {
 	}
 	s.vault(t, args...)
 	s.vault(t, "write", mountPath+"/roles/"+role, "key="+key, "audiences="+e2eAudience, "ttl=5m")
-	libs := []string{"jose"}
+	libs := []string{"jose", "pyjwt"}
 	if a.alg != "EdDSA" { // jsonwebtoken has no EdDSA
 		libs = append(libs, "jsonwebtoken")
 	}

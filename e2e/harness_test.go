@@ -1,14 +1,17 @@
 //go:build unix
 
 // Package e2e drives a real Vault server, the real vault CLI and the plugin
-// binary, and checks the tokens with an outside verifier (jose and
-// jsonwebtoken under Node), never with our own parser.
+// binary, and checks the tokens with outside verifiers (jose and
+// jsonwebtoken under Node, PyJWT under Debian's Python), never with our own
+// parser.
 //
 // The tests need three things, passed by `make test-e2e`:
 //
 //	VAULT_BIN       a vault binary (scripts/vault.sh builds and caches one)
 //	PLUGIN_BIN      the plugin binary (make build)
 //	VERIFY_DIR      scripts/verify with its node_modules installed (npm ci)
+//	VERIFY_PYTHON   optional; a python3 with PyJWT and cryptography
+//	                (default /usr/bin/python3, apt's python3-jwt)
 //	PLUGIN_VERSION  optional; the version the plugin was built with
 //
 // Without them a test skips on a developer's machine and fails under CI.
@@ -672,9 +675,26 @@ func httpDo(t *testing.T, method, url, token, body string) (*http.Response, []by
 // Outside verifier.
 
 type verifier struct {
-	node string
-	dir  string
+	node   string
+	python string // for PyJWT (Lib "pyjwt")
+	dir    string
 }
+
+// pythonWithPyJWT is the interpreter scripts/verify/verify_pyjwt.py runs
+// under: $VERIFY_PYTHON, or Debian's /usr/bin/python3, where apt's
+// python3-jwt and python3-cryptography live (a python3 earlier on PATH, as
+// pyenv's, may not have them). It is checked once per test binary.
+var pythonWithPyJWT = sync.OnceValues(func() (string, error) {
+	py := os.Getenv("VERIFY_PYTHON")
+	if py == "" {
+		py = "/usr/bin/python3"
+	}
+	out, err := exec.Command(py, "-c", "import jwt, cryptography; print(jwt.__version__)").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s cannot import PyJWT with cryptography (apt-get install python3-jwt python3-cryptography, or set VERIFY_PYTHON): %v\n%s", py, err, out)
+	}
+	return py, nil
+})
 
 func newVerifier(t *testing.T, dir string) *verifier {
 	t.Helper()
@@ -683,18 +703,22 @@ func newVerifier(t *testing.T, dir string) *verifier {
 	if err != nil {
 		t.Fatalf("node is needed to run the verifier: %v", err)
 	}
-	for _, p := range []string{"verify.mjs", "node_modules/jose/package.json", "node_modules/jsonwebtoken/package.json"} {
+	for _, p := range []string{"verify.mjs", "verify_pyjwt.py", "node_modules/jose/package.json", "node_modules/jsonwebtoken/package.json"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
 			t.Fatalf("VERIFY_DIR=%s: %v (run `npm ci` there)", dir, err)
 		}
 	}
-	return &verifier{node: node, dir: dir}
+	py, err := pythonWithPyJWT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &verifier{node: node, python: py, dir: dir}
 }
 
 // verifyOpts are the verifier's flags.
 type verifyOpts struct {
 	JWKSURL, Issuer, Audience, Alg string
-	Lib                            string // "jose" (default) or "jsonwebtoken"
+	Lib                            string // "jose" (default), "jsonwebtoken" or "pyjwt"
 }
 
 // verified is what the verifier prints for a good token.
@@ -717,9 +741,13 @@ func (v *verifier) run(t *testing.T, token string, o verifyOpts) verifyResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), verifierTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, v.node, filepath.Join(v.dir, "verify.mjs"),
-		"--jwks-url", o.JWKSURL, "--issuer", o.Issuer, "--audience", o.Audience,
-		"--alg", o.Alg, "--lib", o.Lib)
+	flags := []string{"--jwks-url", o.JWKSURL, "--issuer", o.Issuer, "--audience", o.Audience, "--alg", o.Alg}
+	var cmd *exec.Cmd
+	if o.Lib == "pyjwt" {
+		cmd = exec.CommandContext(ctx, v.python, append([]string{filepath.Join(v.dir, "verify_pyjwt.py")}, flags...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, v.node, append([]string{filepath.Join(v.dir, "verify.mjs")}, append(flags, "--lib", o.Lib)...)...)
+	}
 	cmd.Dir = v.dir
 	cmd.Stdin = strings.NewReader(token)
 	var stdout, stderr bytes.Buffer

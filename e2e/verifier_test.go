@@ -146,7 +146,7 @@ func TestVerifierIsStrict(t *testing.T) {
 		},
 	}
 	for _, tc := range tests {
-		for _, lib := range []string{"jose", "jsonwebtoken"} {
+		for _, lib := range []string{"jose", "jsonwebtoken", "pyjwt"} {
 			t.Run(tc.name+"/"+lib, func(t *testing.T) {
 				o := verifyOpts{JWKSURL: url, Issuer: issuer, Audience: audience, Alg: tc.alg, Lib: lib}
 				if tc.accept {
