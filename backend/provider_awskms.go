@@ -59,13 +59,16 @@ func (b *backend) getAWSConfig(ctx context.Context, s logical.Storage) (*awsConf
 }
 
 // dropAWS forgets clients and governors, and every cached key, whose
-// awskms signers hold the old clients.
+// awskms signers hold the old clients. The keys map is cleared in place:
+// getKey reads the b.keys field without cacheMu (only the map's contents
+// are read under it), so the field must never change once the backend
+// serves requests.
 func (b *backend) dropAWS() {
 	b.awsMu.Lock()
 	b.aws = nil
 	b.awsMu.Unlock()
 	b.cacheMu.Lock()
-	b.keys = map[string]*keyEntry{}
+	clear(b.keys)
 	b.jwks = nil
 	b.gen++
 	b.cacheMu.Unlock()

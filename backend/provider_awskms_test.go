@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -351,4 +352,36 @@ func TestKMSErrorMapping(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDropAWSKeysMapRace: a config/aws change (its write, or its
+// Invalidate on a standby) while issue and verify load keys is not a data
+// race on the key cache. Meaningful under -race.
+func TestDropAWSKeysMapRace(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(stop)
+		for range 200 {
+			tb.invalidate(context.Background(), configAWSPath)
+		}
+	})
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if e, err := tb.getKey(context.Background(), tb.storage, "k"); err != nil || e == nil {
+					t.Errorf("getKey: %v, %v", e, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
