@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
-	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms"
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/local"
 )
 
@@ -343,8 +342,8 @@ func (e *keyEntry) responseData(now time.Time) (map[string]any, error) {
 		if v.KMSKeyARN != "" {
 			entry["kms_key_arn"] = v.KMSKeyARN
 		}
-		if ks, ok := s.(*awskms.Signer); ok {
-			m := ks.Metrics().Snapshot()
+		if ks, ok := s.(*kmsSigner); ok {
+			m := ks.metrics()
 			entry["kms_metrics"] = map[string]any{
 				"signs": m.Signs, "failures": m.Failures, "throttles": m.Throttles, "retries": m.Retries,
 				"bad_signatures": m.BadSignatures, "mean_latency_ms": float64(m.MeanLatency.Microseconds()) / 1000,
@@ -463,8 +462,8 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 	if err != nil {
 		return err
 	}
-	// A key whose signers cannot be built (an awskms key without a working
-	// config/aws, say) is still maintained, from storage.
+	// A key whose signers cannot be built (stored material that does not
+	// load, say) is still maintained, from storage.
 	e, err := b.getKey(ctx, s, name)
 	if err == nil && (e == nil || !e.key.maintenanceDue(b.now(), cfg.jwksMaxAge())) {
 		return nil

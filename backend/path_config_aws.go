@@ -239,5 +239,8 @@ Each region gets a governor: at most max_requests_per_second and
 max_concurrency KMS calls, each bounded by call_timeout with max_attempts
 tries, and a circuit breaker that fails calls fast with "KMS unavailable"
 for breaker_cooldown after 5 calls in a row find KMS down. Reading this
-path shows the governors' state. Changing it rebuilds clients at once.
+path shows the governors' state. Changing it drops clients and governors
+at once; the next KMS call builds new ones. Publishing and verifying never
+need this configuration: only signing with an awskms key does, and a
+configuration that cannot make a KMS client fails that signing with a 500.
 `

@@ -109,6 +109,10 @@ func rawResponse(contentType string, body []byte, maxAge time.Duration) *logical
 	}}
 }
 
+// partialJWKSMaxAge bounds how long a JWK Set that lacks a key which could
+// not be loaded is cached, by the engine and by verifiers.
+const partialJWKSMaxAge = 30 * time.Second
+
 // maxAge is how long a verifier may cache doc: jwks_max_age, but never
 // past the end of a published version's publication.
 func (b *backend) maxAge(doc *jwksDoc) time.Duration {
@@ -145,7 +149,15 @@ func (b *backend) getJWKS(ctx context.Context, s logical.Storage) (*jwksDoc, err
 	for _, name := range names {
 		e, err := b.getKey(ctx, s, name)
 		if err != nil {
-			return nil, err
+			// One key that cannot load must not take down every other
+			// key's verification: serve the rest, say so at ERROR, and let
+			// the set be cached (here and by verifiers) only briefly, so
+			// the key is back soon after the cause is fixed.
+			b.Logger().Error("JWKS: key cannot be loaded; publishing the other keys without it", "key", name, "error", err)
+			if until := now.Add(partialJWKSMaxAge); next.expires.IsZero() || until.Before(next.expires) {
+				next.expires = until
+			}
+			continue
 		}
 		if e == nil {
 			continue // deleted since the list
@@ -192,6 +204,11 @@ The body is a JWK Set with Content-Type application/jwk-set+json, and
 Cache-Control max-age is jwt/config's jwks_max_age (default 5 minutes) but
 never outlasts the publication of a key in the set.
 jwks and .well-known/keys return the same set.
+
+A key whose stored entry cannot be loaded is left out, logged at ERROR,
+and the set is then cached for at most 30 seconds; the other keys are
+still served. Publishing needs only stored public keys: AWS configuration
+never affects this path.
 `
 
 const pathDiscoveryHelpDesc = `

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"strings"
@@ -139,4 +140,36 @@ func TestDiscovery(t *testing.T) {
 	}
 	tb.mustWrite(t, "config", map[string]any{"issuer": ""})
 	tb.wantNotFound(t, logical.ReadOperation, ".well-known/openid-configuration", nil)
+}
+
+// TestJWKSSkipsUnloadableKey: one key whose stored entry cannot be loaded
+// is left out of the JWKS and logged at ERROR; the other keys are still
+// published, and verify still finds them. The set is cached only briefly.
+func TestJWKSSkipsUnloadableKey(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/good", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "good"})
+	tok := tb.issue(t, "r", nil).data["token"].(string)
+	entry, err := tb.storage.Get(context.Background(), keyPrefix+"good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &logical.StorageEntry{Key: keyPrefix + "bad", Value: []byte(strings.NewReplacer(`"name":"good"`, `"name":"bad"`, `"public_key":"`, `"public_key":"AAAA`).Replace(string(entry.Value)))}
+	if err := tb.storage.Put(context.Background(), bad); err != nil {
+		t.Fatal(err)
+	}
+	tb.invalidate(context.Background(), bad.Key)
+	set, resp := readJWKS(t, tb, "jwks")
+	if len(set.Keys) != 1 {
+		t.Fatalf("JWKS has %d keys, want the good one", len(set.Keys))
+	}
+	if cc := resp.Data[logical.HTTPCacheControlHeader]; cc != "public, max-age=30" {
+		t.Fatalf("Cache-Control %v, want max-age=30 for a set that lacks a key", cc)
+	}
+	if active, reason, _ := tb.verify(t, tok, ""); !active {
+		t.Fatalf("verify: %s", reason)
+	}
+	if logs := tb.logs.String(); !strings.Contains(logs, `"@level":"error","@message":"JWKS: key cannot be loaded`) || !strings.Contains(logs, `"key":"bad"`) {
+		t.Fatalf("not logged at ERROR with the key's name:\n%s", logs)
+	}
 }

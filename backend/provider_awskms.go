@@ -2,10 +2,12 @@ package backend
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -58,20 +60,13 @@ func (b *backend) getAWSConfig(ctx context.Context, s logical.Storage) (*awsConf
 	return cfg, nil
 }
 
-// dropAWS forgets clients and governors, and every cached key, whose
-// awskms signers hold the old clients. The keys map is cleared in place:
-// getKey reads the b.keys field without cacheMu (only the map's contents
-// are read under it), so the field must never change once the backend
-// serves requests.
+// dropAWS forgets clients and governors. Cached keys stay: their awskms
+// signers resolve the client on each Sign (see kmsSigner), so the next
+// Sign uses the new configuration.
 func (b *backend) dropAWS() {
 	b.awsMu.Lock()
 	b.aws = nil
 	b.awsMu.Unlock()
-	b.cacheMu.Lock()
-	clear(b.keys)
-	b.jwks = nil
-	b.gen++
-	b.cacheMu.Unlock()
 }
 
 // kmsConn returns the client and governor for a key's region and endpoint.
@@ -103,7 +98,7 @@ func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsC
 		SessionToken: cfg.SessionToken, RoleARN: cfg.RoleARN, MaxAttempts: cfg.MaxAttempts,
 	})
 	if err != nil {
-		return nil, userError{fmt.Errorf(`AWS configuration (jwt/config/aws, or the key's "region"/"endpoint") is not usable: %v`, err)}
+		return nil, kmsClientError{key: k.Name, err: err}
 	}
 	logger := b.Logger()
 	c := &kmsConn{api: api, gov: awskms.NewGovernor(awskms.GovernorOptions{
@@ -123,6 +118,21 @@ func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsC
 	st.conns[id] = c
 	return c, nil
 }
+
+// kmsClientError is a KMS client that cannot be built from the AWS
+// configuration: jwt/config/aws, the plugin process's environment, or the
+// key's own region and endpoint. Its text names where to look and carries
+// the SDK's reason, never credentials.
+type kmsClientError struct {
+	key string
+	err error
+}
+
+func (e kmsClientError) Error() string {
+	return fmt.Sprintf(`no KMS client for key %q: the AWS configuration (jwt/config/aws, the plugin's AWS environment, or the key's "region"/"endpoint") is not usable: %v`, e.key, e.err)
+}
+
+func (e kmsClientError) Unwrap() error { return e.err }
 
 // kmsStats reports every governor's state for operators.
 func (b *backend) kmsStats() map[string]any {
@@ -154,6 +164,12 @@ func (p awskmsProvider) create(ctx context.Context, s logical.Storage, k *key, o
 	}
 	conn, err := p.b.kmsConn(ctx, s, k)
 	if err != nil {
+		// The operator named region or endpoint in this very request (a
+		// new key): a client that cannot be built for them is theirs to fix.
+		var ce kmsClientError
+		if errors.As(err, &ce) && len(k.Versions) == 0 && (k.Region != "" || k.Endpoint != "") {
+			return nil, userError{fmt.Errorf(`invalid "region"/"endpoint": no KMS client can be built for them: %v`, ce.err)}
+		}
 		return nil, err
 	}
 	sg, err := awskms.New(ctx, conn.api, conn.gov, opts.kmsKeyID, k.Algorithm)
@@ -172,16 +188,105 @@ func (p awskmsProvider) create(ctx context.Context, s logical.Storage, k *key, o
 	return &keyVersion{KeyID: sg.KeyID(), PublicKey: pub, KMSKeyARN: sg.KeyARN()}, nil
 }
 
-func (p awskmsProvider) signer(ctx context.Context, s logical.Storage, k *key, v *keyVersion) (signer.Signer, error) {
-	conn, err := p.b.kmsConn(ctx, s, k)
+// signer builds v's signer from storage alone: the KMS key ARN and the
+// public key fetched when the version was bound. Publishing and verifying
+// need nothing else, so the JWKS, verify and key reads never depend on AWS
+// configuration; the KMS client is resolved when the signer signs.
+func (p awskmsProvider) signer(_ context.Context, s logical.Storage, k *key, v *keyVersion) (signer.Signer, error) {
+	in, err := signer.Lookup(string(k.Algorithm))
 	if err != nil {
 		return nil, err
 	}
 	pub, err := x509.ParsePKIXPublicKey(v.PublicKey)
 	if err != nil {
+		return nil, fmt.Errorf("stored public key does not parse: %w", err)
+	}
+	if err := in.CheckKey(pub); err != nil {
+		return nil, fmt.Errorf("stored public key does not fit %s: %w", k.Algorithm, err)
+	}
+	kid, err := signer.Thumbprint(pub)
+	if err != nil {
 		return nil, err
 	}
-	return awskms.FromPublicKey(conn.api, conn.gov, v.KMSKeyARN, k.Algorithm, pub)
+	if kid != v.KeyID {
+		return nil, fmt.Errorf("stored kid %q is not the public key's thumbprint", v.KeyID)
+	}
+	return &kmsSigner{b: p.b, s: s, k: k, arn: v.KMSKeyARN, alg: in.Alg, kid: kid, pub: pub}, nil
+}
+
+// kmsSigner is an awskms version's signer as the key cache holds it: the
+// public half comes from storage, and Sign binds an awskms.Signer to the
+// KMS client and governor of the AWS configuration current at that moment
+// (kmsConn). A configuration change therefore needs no key reload, and a
+// configuration that cannot make a client fails only Sign.
+type kmsSigner struct {
+	b *backend
+	// s is the mount's storage view, which outlives the request that
+	// loaded the key; kmsConn reads config/aws from it.
+	s logical.Storage
+	// k gives the key's name, region and endpoint; a cached key is never
+	// changed (writes change a clone).
+	k     *key
+	arn   string
+	alg   signer.Algorithm
+	kid   string
+	pub   crypto.PublicKey
+	bound atomic.Pointer[boundKMSSigner]
+}
+
+// boundKMSSigner is a kmsSigner's awskms.Signer for one kmsConn.
+type boundKMSSigner struct {
+	conn *kmsConn
+	sg   *awskms.Signer
+}
+
+var _ signer.Signer = (*kmsSigner)(nil)
+
+func (s *kmsSigner) Algorithm() signer.Algorithm { return s.alg }
+func (s *kmsSigner) KeyID() string               { return s.kid }
+func (s *kmsSigner) Public() crypto.PublicKey    { return s.pub }
+
+// Sign signs through the current KMS client. A client that cannot be
+// built is the server's configuration, not the caller's: a plain error,
+// which the issue path logs and answers with a 500 naming the AWS
+// configuration.
+func (s *kmsSigner) Sign(ctx context.Context, signingInput []byte) ([]byte, error) {
+	sg, err := s.bind(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sg.Sign(ctx, signingInput)
+}
+
+func (s *kmsSigner) bind(ctx context.Context) (*awskms.Signer, error) {
+	conn, err := s.b.kmsConn(ctx, s.s, s.k)
+	if err != nil {
+		var ce kmsClientError
+		if errors.As(err, &ce) {
+			return nil, errors.New(ce.Error()) // never a userError: the caller did nothing wrong
+		}
+		return nil, err
+	}
+	if cur := s.bound.Load(); cur != nil && cur.conn == conn {
+		return cur.sg, nil
+	}
+	sg, err := awskms.FromPublicKey(conn.api, conn.gov, s.arn, s.alg, s.pub)
+	if err != nil {
+		// %v, not %w: a stored ARN the signer refuses is not the caller's
+		// request (kmsError would make ErrInvalidKeyRef a 400).
+		return nil, fmt.Errorf("stored KMS key ARN of key %q cannot sign: %v", s.k.Name, err)
+	}
+	s.bound.Store(&boundKMSSigner{conn: conn, sg: sg})
+	return sg, nil
+}
+
+// metrics is the bound signer's counters: since the key was loaded or
+// jwt/config/aws last changed; zero before the first Sign.
+func (s *kmsSigner) metrics() awskms.MetricsSnapshot {
+	if cur := s.bound.Load(); cur != nil {
+		return cur.sg.Metrics().Snapshot()
+	}
+	return awskms.MetricsSnapshot{}
 }
 
 // kmsError turns an awskms error into what the caller should see: KMS

@@ -385,3 +385,51 @@ func TestDropAWSKeysMapRace(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestAWSKMSWithoutAWSConfig: with no usable AWS configuration (config/aws
+// deleted where no region is set), the JWKS, verify and key reads work for
+// every key, awskms ones included: they need only stored public keys.
+// Issuing with an awskms key is a logged 500 naming the AWS configuration,
+// and works again once config/aws does, without reloading the key.
+func TestAWSKMSWithoutAWSConfig(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	awsCfg := tb.mustRead(t, "config/aws").Data
+	tb.mustWrite(t, "keys/kms", map[string]any{"provider": "awskms", "kms_key_id": newKMSKey(t, srv, signer.ES256)})
+	tb.mustWrite(t, "keys/local", nil)
+	tb.mustWrite(t, "roles/local", map[string]any{"key": "local"})
+	tb.mustWrite(t, "roles/kms", map[string]any{"key": "kms"})
+	localTok := tb.issue(t, "local", nil).data["token"].(string)
+	kmsTok := tb.issue(t, "kms", nil).data["token"].(string)
+	if resp, err := tb.request(t, logical.DeleteOperation, "config/aws", nil); err != nil {
+		t.Fatal(resp, err)
+	}
+	for _, cold := range []bool{false, true} {
+		if cold {
+			tb.resetCaches() // a restart or a standby: keys load from storage
+		}
+		if kids := jwksKids(t, tb); len(kids) != 2 {
+			t.Fatalf("cold=%v: JWKS %v, want both keys", cold, kids)
+		}
+		for _, tok := range []string{localTok, kmsTok} {
+			if active, reason, _ := tb.verify(t, tok, ""); !active {
+				t.Fatalf("cold=%v: verify: %s", cold, reason)
+			}
+		}
+		tb.mustRead(t, "keys/kms")
+		resp, err := tb.request(t, logical.UpdateOperation, "issue/kms", nil)
+		if code := httpStatus(logical.UpdateOperation, "issue/kms", resp, err); code != 500 || !strings.Contains(err.Error(), "AWS configuration") || !strings.Contains(err.Error(), "no AWS region") {
+			t.Fatalf("cold=%v: issue: %d %v, want a 500 naming the AWS configuration", cold, code, err)
+		}
+	}
+	if logs := tb.logs.String(); !strings.Contains(logs, `"@level":"error","@message":"issue: signing failed"`) {
+		t.Fatalf("the failed issue is not logged at ERROR:\n%s", logs)
+	}
+	tb.mustWrite(t, "config/aws", map[string]any{
+		"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": awsCfg["endpoint"],
+	})
+	tb.issue(t, "kms", nil)
+	assertNoSecretsInLogs(t, tb)
+	if strings.Contains(tb.logs.String(), testSecretKey) {
+		t.Fatal("the AWS secret key is in the log")
+	}
+}
