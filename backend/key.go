@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -412,13 +413,9 @@ func (b *backend) newKeyEntry(ctx context.Context, s logical.Storage, k *key) (*
 	}
 	e := &keyEntry{key: k, signers: make(map[int]signer.Signer, len(k.Versions)), boxed: make(map[int][2]any, len(k.Versions))}
 	for _, v := range k.Versions {
-		sg, err := p.signer(ctx, s, k, v)
+		sg, err := versionSigner(ctx, s, p, k, v)
 		if err != nil {
 			return nil, fmt.Errorf("key %q version %d: %w", k.Name, v.Version, err)
-		}
-		pub, err := x509.MarshalPKIXPublicKey(sg.Public())
-		if err != nil || string(pub) != string(v.PublicKey) {
-			return nil, fmt.Errorf("key %q version %d: private and public keys do not match", k.Name, v.Version)
 		}
 		e.signers[v.Version] = sg
 		e.boxed[v.Version] = [2]any{string(sg.Algorithm()), sg.KeyID()}
@@ -426,11 +423,32 @@ func (b *backend) newKeyEntry(ctx context.Context, s logical.Storage, k *key) (*
 	return e, nil
 }
 
-// saveKey validates k, writes it, and drops the cached copy.
+// versionSigner builds v's signer as getKey does, and checks that it
+// holds v's public key.
+func versionSigner(ctx context.Context, s logical.Storage, p keyProvider, k *key, v *keyVersion) (signer.Signer, error) {
+	sg, err := p.signer(ctx, s, k, v)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(sg.Public())
+	if err != nil || string(pub) != string(v.PublicKey) {
+		return nil, errors.New("private and public keys do not match")
+	}
+	return sg, nil
+}
+
+// saveKey validates k, writes it, and caches it as loaded (newKeyEntry,
+// before the write), so that reading k back after a successful write needs
+// no storage read and cannot fail. k belongs to the cache afterwards and
+// must not be changed. A key that does not load is still written, and its
+// cached copy dropped: only a stored key that was corrupted already can be
+// such (rotateKey checks every new version loads), and maintainKey must
+// still prune it.
 func (b *backend) saveKey(ctx context.Context, s logical.Storage, k *key) error {
 	if err := k.validate(); err != nil {
 		return userError{err}
 	}
+	e, loadErr := b.newKeyEntry(ctx, s, k)
 	entry, err := logical.StorageEntryJSON(keyPrefix+k.Name, k)
 	if err != nil {
 		return fmt.Errorf("encoding key %q: %w", k.Name, err)
@@ -438,7 +456,16 @@ func (b *backend) saveKey(ctx context.Context, s logical.Storage, k *key) error 
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("writing key %q: %w", k.Name, err)
 	}
-	b.dropKey(k.Name)
+	// As dropKey: under the same lock, after storage has the new value.
+	b.cacheMu.Lock()
+	if loadErr == nil {
+		b.keys[k.Name] = e
+	} else {
+		delete(b.keys, k.Name)
+	}
+	b.jwks = nil
+	b.gen++
+	b.cacheMu.Unlock()
 	return nil
 }
 
@@ -533,6 +560,11 @@ func (b *backend) rotateKey(ctx context.Context, s logical.Storage, k *key, now,
 			return err
 		}
 		return fmt.Errorf("creating a version of key %q: %w", k.Name, err)
+	}
+	// Refuse, before anything is stored, a version that getKey would not
+	// load: the write would succeed and every later read of the key fail.
+	if _, err := versionSigner(ctx, s, p, k, nv); err != nil {
+		return fmt.Errorf("the new version of key %q would not load: %w", k.Name, err)
 	}
 	k.rotate(nv, now, activatesAt)
 	return nil

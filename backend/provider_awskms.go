@@ -267,6 +267,11 @@ func (s *kmsSigner) bind(ctx context.Context) (*awskms.Signer, error) {
 		}
 		return nil, err
 	}
+	return s.bindTo(conn)
+}
+
+// bindTo returns s's awskms.Signer for conn, building it on first use.
+func (s *kmsSigner) bindTo(conn *kmsConn) (*awskms.Signer, error) {
 	if cur := s.bound.Load(); cur != nil && cur.conn == conn {
 		return cur.sg, nil
 	}
