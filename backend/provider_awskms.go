@@ -176,16 +176,68 @@ func (p awskmsProvider) create(ctx context.Context, s logical.Storage, k *key, o
 	if err != nil {
 		return nil, kmsError(fmt.Sprintf("KMS key %q", opts.kmsKeyID), err, true)
 	}
-	for _, v := range k.Versions {
-		if v.KMSKeyARN == sg.KeyARN() {
-			return nil, userError{fmt.Errorf(`invalid "kms_key_id": version %d of key %q already uses KMS key %s; rotate to a new KMS key`, v.Version, k.Name, sg.KeyARN())}
-		}
+	if err := p.checkUnbound(ctx, s, k, sg.KeyARN(), sg.KeyID()); err != nil {
+		return nil, err
 	}
 	pub, err := x509.MarshalPKIXPublicKey(sg.Public())
 	if err != nil {
 		return nil, err
 	}
 	return &keyVersion{KeyID: sg.KeyID(), PublicKey: pub, KMSKeyARN: sg.KeyARN()}, nil
+}
+
+// checkUnbound refuses a KMS key that any version of any key on the mount,
+// published or staged, already uses, by ARN or by kid. Two engine keys
+// sharing a KMS key share its kid: the JWKS publishes it once, with one
+// key's alg, so the other's tokens may not verify; and rotating plus
+// revoking the version in one key (the compromise runbook) leaves the kid
+// published through the other. The kid also catches a multi-Region
+// replica, which has another ARN but the same key material.
+//
+// It runs under writeMu, on awskms binds only, which are rare: one storage
+// list and a read of each key not in the cache. A local key cannot share a
+// kid with a KMS key unless both hold the same private key, which random
+// generation never yields (2^-128), so local creates do not check.
+func (p awskmsProvider) checkUnbound(ctx context.Context, s logical.Storage, k *key, arn, kid string) error {
+	refuse := func(other *key) error {
+		for _, v := range other.Versions {
+			switch {
+			case v.KMSKeyARN == arn:
+				return userError{fmt.Errorf(`invalid "kms_key_id": version %d of key %q already uses KMS key %s; one KMS key signs for one key version: create a new KMS key`, v.Version, other.Name, arn)}
+			case v.KeyID == kid:
+				return userError{fmt.Errorf(`invalid "kms_key_id": KMS key %s has the same public key (kid %s) as version %d of key %q, such as a multi-Region replica of its KMS key; one KMS key signs for one key version: create a new KMS key`, arn, kid, v.Version, other.Name)}
+			}
+		}
+		return nil
+	}
+	if err := refuse(k); err != nil {
+		return err
+	}
+	names, err := s.List(ctx, keyPrefix)
+	if err != nil {
+		return fmt.Errorf("listing keys: %w", err)
+	}
+	for _, name := range names {
+		if name == k.Name {
+			continue
+		}
+		p.b.cacheMu.RLock()
+		e := p.b.keys[name]
+		p.b.cacheMu.RUnlock()
+		var other *key
+		if e != nil {
+			other = e.key
+		} else if other, err = loadKey(ctx, s, name); err != nil {
+			return fmt.Errorf("checking whether key %q uses KMS key %s: %w", name, arn, err)
+		}
+		if other == nil {
+			continue // deleted since the list
+		}
+		if err := refuse(other); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // signer builds v's signer from storage alone: the KMS key ARN and the

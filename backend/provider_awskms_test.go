@@ -433,3 +433,82 @@ func TestAWSKMSWithoutAWSConfig(t *testing.T) {
 		t.Fatal("the AWS secret key is in the log")
 	}
 }
+
+// replicaAPI answers for replica, a multi-Region replica of the KMS key
+// primary: another ARN, the same key material.
+type replicaAPI struct {
+	awskms.API
+	primary, replica string
+}
+
+func (r replicaAPI) DescribeKey(ctx context.Context, in *kms.DescribeKeyInput, f ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+	if *in.KeyId != r.replica {
+		return r.API.DescribeKey(ctx, in, f...)
+	}
+	out, err := r.API.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.primary)}, f...)
+	if err == nil {
+		out.KeyMetadata.Arn = aws.String(r.replica)
+	}
+	return out, err
+}
+
+func (r replicaAPI) GetPublicKey(ctx context.Context, in *kms.GetPublicKeyInput, f ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error) {
+	if *in.KeyId == r.replica {
+		in = &kms.GetPublicKeyInput{KeyId: aws.String(r.primary)}
+	}
+	return r.API.GetPublicKey(ctx, in, f...)
+}
+
+func (r replicaAPI) Sign(ctx context.Context, in *kms.SignInput, f ...func(*kms.Options)) (*kms.SignOutput, error) {
+	if *in.KeyId == r.replica {
+		cp := *in
+		cp.KeyId = aws.String(r.primary)
+		in = &cp
+	}
+	return r.API.Sign(ctx, in, f...)
+}
+
+// TestAWSKMSOneKMSKeyOneKey: a KMS key that any version of any key on the
+// mount uses, by ARN or by kid (a multi-Region replica), cannot be bound
+// again, on create or rotate, whether or not that key is cached; nothing
+// changes.
+func TestAWSKMSOneKMSKeyOneKey(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	rsa, es := newKMSKey(t, srv, signer.RS256), newKMSKey(t, srv, signer.ES256)
+	replica := "arn:aws:kms:us-west-2:111122223333:key/mrk-0123456789abcdef0123456789abcdef"
+	orig := tb.newKMSAPI
+	tb.newKMSAPI = func(ctx context.Context, c awskms.ClientConfig) (awskms.API, error) {
+		api, err := orig(ctx, c)
+		return replicaAPI{API: api, primary: es, replica: replica}, err
+	}
+	tb.dropAWS()
+	tb.mustWrite(t, "keys/a-rs", map[string]any{"provider": "awskms", "algorithm": "RS256", "kms_key_id": rsa})
+	tb.mustWrite(t, "keys/b", map[string]any{"provider": "awskms", "kms_key_id": newKMSKey(t, srv, signer.ES256)})
+	tb.mustWrite(t, "keys/b/rotate", map[string]any{"kms_key_id": es}) // staged, not yet signing
+	tb.mustWrite(t, "keys/d", map[string]any{"provider": "awskms", "kms_key_id": newKMSKey(t, srv, signer.ES256)})
+	tb.mustWrite(t, "keys/local", nil)
+	for _, cold := range []bool{false, true} {
+		if cold {
+			tb.resetCaches()
+		}
+		for _, tc := range []struct {
+			name, path string
+			data       map[string]any
+			want       []string
+		}{
+			{"same ARN, other algorithm", "keys/c", map[string]any{"provider": "awskms", "algorithm": "PS256", "kms_key_id": rsa}, []string{"already uses", `key "a-rs"`}},
+			{"same ARN as a staged version", "keys/c", map[string]any{"provider": "awskms", "kms_key_id": es}, []string{"already uses", `version 2 of key "b"`}},
+			{"replica of a staged version", "keys/c", map[string]any{"provider": "awskms", "kms_key_id": replica}, []string{"same public key", "multi-Region", `key "b"`}},
+			{"rotate to another key's KMS key", "keys/d/rotate", map[string]any{"kms_key_id": es}, []string{"already uses", `key "b"`}},
+			{"rotate to a replica of another key's", "keys/d/rotate", map[string]any{"kms_key_id": replica}, []string{"same public key", `key "b"`}},
+		} {
+			t.Run(fmt.Sprintf("%s cold=%v", tc.name, cold), func(t *testing.T) {
+				before := tb.snapshot(t)
+				tb.wantBadRequest(t, logical.UpdateOperation, tc.path, tc.data, append([]string{`invalid "kms_key_id"`}, tc.want...)...)
+				if after := tb.snapshot(t); fmt.Sprint(after) != fmt.Sprint(before) {
+					t.Fatal("storage changed")
+				}
+			})
+		}
+	}
+}
