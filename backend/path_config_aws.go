@@ -37,7 +37,12 @@ func defaultAWSConfig() *awsConfig {
 }
 
 var (
-	regionRe  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	// regionRe is the shapes of the regions in the AWS SDK's endpoint
+	// partitions (aws-sdk-go-v2 internal/endpoints/awsrulesfn): a two-letter
+	// prefix (us, eu, ap, cn, ... us-gov, us-iso, eu-isoe) or the European
+	// Sovereign Cloud's eusc-de, then words and a number. Pseudo-regions
+	// (aws-global, *-fips) hold no KMS keys and are refused.
+	regionRe  = regexp.MustCompile(`^(?:[a-z]{2}|eusc-de)(-[a-z]+)+-[0-9]+$`)
 	roleARNRe = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
 )
 

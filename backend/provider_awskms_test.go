@@ -512,3 +512,24 @@ func TestAWSKMSOneKMSKeyOneKey(t *testing.T) {
 		}
 	}
 }
+
+// TestRegionNames: every region in the AWS SDK's endpoint partitions
+// (aws-sdk-go-v2 internal/endpoints/awsrulesfn/partitions.json) is
+// accepted, the European Sovereign Cloud's included; pseudo-regions and
+// other shapes are not.
+func TestRegionNames(t *testing.T) {
+	for _, r := range []string{
+		"us-east-1", "af-south-1", "ap-southeast-7", "il-central-1", "mx-central-1", "ca-west-1", "sa-west-1",
+		"cn-north-1", "cn-northwest-1", "eusc-de-east-1", "us-iso-east-1", "us-isob-west-1", "eu-isoe-west-1",
+		"us-isof-south-1", "us-gov-west-1",
+	} {
+		if err := validateRegion(r); err != nil {
+			t.Errorf("%s: %v", r, err)
+		}
+	}
+	for _, r := range []string{"aws-global", "aws-iso-b-global", "us-east-1-fips", "eusc-fr-east-1", "abcd-east-1", "Europe", "eu-west", "eu_west-1"} {
+		if err := validateRegion(r); err == nil {
+			t.Errorf("%s accepted", r)
+		}
+	}
+}
