@@ -153,7 +153,7 @@ var configAWSResponseFields = map[string]*framework.FieldSchema{
 	"call_timeout":            {Type: framework.TypeDurationSecond, Required: true},
 	"max_attempts":            {Type: framework.TypeInt, Required: true},
 	"breaker_cooldown":        {Type: framework.TypeDurationSecond, Required: true},
-	"kms":                     {Type: framework.TypeMap, Required: true, Description: "Per region and endpoint: breaker_state, consecutive_failures, rate_waits, fast_fails, in_flight."},
+	"kms":                     {Type: framework.TypeMap, Required: true, Description: "Per governor, named by the resolved region and the normalised endpoint (empty for the region's default): breaker_state, consecutive_failures, rate_waits, fast_fails, in_flight."},
 }
 
 func (b *backend) pathConfigAWSRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -240,7 +240,8 @@ the AWS SDK's default chain is used (the plugin process's environment,
 shared config files, web identity, the instance or task role). The secret
 key and session token are stored seal-wrapped and never returned.
 
-Each region gets a governor: at most max_requests_per_second and
+Each region gets a governor (the region as the AWS SDK resolved it, and
+the endpoint normalised, the region's default counting as none): at most max_requests_per_second and
 max_concurrency KMS calls, each bounded by call_timeout with max_attempts
 tries, and a circuit breaker that fails calls fast with "KMS unavailable"
 for breaker_cooldown after 5 calls in a row find KMS down. Reading this

@@ -6,9 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync/atomic"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
@@ -26,11 +31,16 @@ type kmsConn struct {
 }
 
 // awsState is what config/aws builds, cached on the backend and rebuilt
-// when config/aws changes. A governor is per region and endpoint: KMS
-// quotas are per account and region.
+// when config/aws changes. conns holds a client per region and endpoint
+// as configured (config/aws's, or a key's own); govs a governor per region
+// as the SDK resolved it and endpoint as normalised (govKey), since KMS
+// quotas are per account and region: a region named in config/aws, by
+// AWS_REGION or by a key, with its default endpoint given or not, shares
+// one budget.
 type awsState struct {
 	cfg   *awsConfig
 	conns map[string]*kmsConn
+	govs  map[string]*awskms.Governor
 }
 
 // newKMSAPI builds the KMS client; tests replace it.
@@ -56,7 +66,7 @@ func (b *backend) getAWSConfig(ctx context.Context, s logical.Storage) (*awsConf
 			return nil, fmt.Errorf("decoding AWS config: %w", err)
 		}
 	}
-	b.aws = &awsState{cfg: cfg, conns: map[string]*kmsConn{}}
+	b.aws = &awsState{cfg: cfg, conns: map[string]*kmsConn{}, govs: map[string]*awskms.Governor{}}
 	return cfg, nil
 }
 
@@ -100,8 +110,51 @@ func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsC
 	if err != nil {
 		return nil, kmsClientError{key: k.Name, err: err}
 	}
+	if o, ok := api.(interface{ Options() kms.Options }); ok && o.Options().Region != "" {
+		region = o.Options().Region // as the SDK resolved it: config/aws, the key, AWS_REGION or shared config
+	}
+	endpoint = normalEndpoint(ctx, region, endpoint)
+	gid := region + " " + endpoint
+	c := &kmsConn{api: api, gov: st.govs[gid]}
+	if c.gov == nil {
+		c.gov = b.newGovernor(cfg, region, endpoint)
+		st.govs[gid] = c.gov
+	}
+	st.conns[id] = c
+	return c, nil
+}
+
+// normalEndpoint is endpoint as governors are keyed and logged: scheme
+// and host in lower case, without a default port or a trailing slash, and
+// "" when it is region's default KMS endpoint.
+func normalEndpoint(ctx context.Context, region, endpoint string) string {
+	if endpoint == "" {
+		return ""
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return endpoint
+	}
+	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	}
+	if port != "" || strings.Contains(host, ":") {
+		host = net.JoinHostPort(host, port)
+		host = strings.TrimSuffix(host, ":")
+	}
+	norm := scheme + "://" + host + strings.TrimRight(u.EscapedPath(), "/")
+	def, err := kms.NewDefaultEndpointResolverV2().ResolveEndpoint(ctx, kms.EndpointParameters{Region: aws.String(region)})
+	if err == nil && def.URI.String() == norm {
+		return ""
+	}
+	return norm
+}
+
+// newGovernor builds the governor of region and endpoint from cfg's limits.
+func (b *backend) newGovernor(cfg *awsConfig, region, endpoint string) *awskms.Governor {
 	logger := b.Logger()
-	c := &kmsConn{api: api, gov: awskms.NewGovernor(awskms.GovernorOptions{
+	return awskms.NewGovernor(awskms.GovernorOptions{
 		MaxRequestsPerSecond: float64(cfg.MaxRequestsPerSecond),
 		MaxConcurrency:       cfg.MaxConcurrency,
 		CallTimeout:          cfg.CallTimeout,
@@ -114,9 +167,7 @@ func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsC
 				logger.Info("KMS circuit breaker closed: KMS answers again", kv...)
 			}
 		},
-	})}
-	st.conns[id] = c
-	return c, nil
+	})
 }
 
 // kmsClientError is a KMS client that cannot be built from the AWS
@@ -142,8 +193,8 @@ func (b *backend) kmsStats() map[string]any {
 	if b.aws == nil {
 		return out
 	}
-	for id, c := range b.aws.conns {
-		st := c.gov.Stats()
+	for id, g := range b.aws.govs {
+		st := g.Stats()
 		out[id] = map[string]any{
 			"breaker_state": st.BreakerState, "consecutive_failures": st.ConsecutiveFails,
 			"rate_waits": st.RateWaits, "fast_fails": st.FastFails, "in_flight": st.InFlight,

@@ -533,3 +533,43 @@ func TestRegionNames(t *testing.T) {
 		}
 	}
 }
+
+// TestKMSGovernorPerRegion: one governor, one budget, per region as the
+// SDK resolves it and endpoint as normalised: the region from AWS_REGION
+// or named, and the region's default endpoint given or not, all share it.
+func TestKMSGovernorPerRegion(t *testing.T) {
+	tb := getTestBackend(t)
+	kmstest.IsolateAWSEnvironment(t)
+	t.Setenv("AWS_REGION", "us-east-1")
+	ctx := context.Background()
+	gov := func(region, endpoint string) *awskms.Governor {
+		t.Helper()
+		c, err := tb.kmsConn(ctx, tb.storage, &key{Name: "k", Region: region, Endpoint: endpoint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.gov
+	}
+	env := gov("", "")
+	for _, same := range [][2]string{
+		{"us-east-1", ""},
+		{"", "https://kms.us-east-1.amazonaws.com"},
+		{"us-east-1", "HTTPS://KMS.us-east-1.amazonaws.com:443/"},
+	} {
+		if gov(same[0], same[1]) != env {
+			t.Errorf("region %q endpoint %q has a governor of its own", same[0], same[1])
+		}
+	}
+	vpce := gov("", "https://vpce-1a2b.kms.us-east-1.vpce.amazonaws.com")
+	for _, other := range []*awskms.Governor{gov("eu-west-1", ""), vpce} {
+		if other == env {
+			t.Error("another region or endpoint shares the governor")
+		}
+	}
+	if gov("", "https://VPCE-1a2b.kms.us-east-1.vpce.amazonaws.com/") != vpce {
+		t.Error("the same VPC endpoint spelt differently has a governor of its own")
+	}
+	if st := tb.mustRead(t, "config/aws").Data["kms"].(map[string]any); len(st) != 3 || st["us-east-1 "] == nil {
+		t.Errorf("kms %v: want 3 governors, us-east-1 with the default endpoint among them", st)
+	}
+}
