@@ -39,9 +39,12 @@ type kmsConn struct {
 // one budget.
 type awsState struct {
 	cfg   *awsConfig
-	conns map[string]*kmsConn
+	conns map[connID]*kmsConn
 	govs  map[string]*awskms.Governor
 }
+
+// connID is a key's region and endpoint overrides; empty for config/aws's.
+type connID struct{ region, endpoint string }
 
 // newKMSAPI builds the KMS client; tests replace it.
 type newKMSAPIFunc func(ctx context.Context, c awskms.ClientConfig) (awskms.API, error)
@@ -66,7 +69,7 @@ func (b *backend) getAWSConfig(ctx context.Context, s logical.Storage) (*awsConf
 			return nil, fmt.Errorf("decoding AWS config: %w", err)
 		}
 	}
-	b.aws = &awsState{cfg: cfg, conns: map[string]*kmsConn{}, govs: map[string]*awskms.Governor{}}
+	b.aws = &awsState{cfg: cfg, conns: map[connID]*kmsConn{}, govs: map[string]*awskms.Governor{}}
 	return cfg, nil
 }
 
@@ -79,8 +82,38 @@ func (b *backend) dropAWS() {
 	b.awsMu.Unlock()
 }
 
+// errAWSChanged is config/aws changing while a client was being built for
+// it.
+var errAWSChanged = errors.New("AWS configuration changed while in use")
+
 // kmsConn returns the client and governor for a key's region and endpoint.
+// A config/aws change while the client is built makes it start over once;
+// a second one in a row is a 503 the caller may retry.
 func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsConn, error) {
+	// Signing's path: one lock, no allocation.
+	id := connID{k.Region, k.Endpoint}
+	b.awsMu.Lock()
+	if st := b.aws; st != nil {
+		if c := st.conns[id]; c != nil {
+			b.awsMu.Unlock()
+			return c, nil
+		}
+	}
+	b.awsMu.Unlock()
+	for range 2 {
+		c, err := b.newKMSConn(ctx, s, k, id)
+		if !errors.Is(err, errAWSChanged) {
+			return c, err
+		}
+	}
+	return nil, logical.CodedError(http.StatusServiceUnavailable,
+		"jwt/config/aws changed twice while this request was building a KMS client for it; retry the request")
+}
+
+// newKMSConn builds the client of key k, whose region and endpoint
+// overrides are id, outside awsMu (loading the SDK's configuration reads
+// files), and keeps it unless config/aws changed meanwhile.
+func (b *backend) newKMSConn(ctx context.Context, s logical.Storage, k *key, id connID) (*kmsConn, error) {
 	cfg, err := b.getAWSConfig(ctx, s)
 	if err != nil {
 		return nil, err
@@ -92,23 +125,21 @@ func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsC
 	if k.Endpoint != "" {
 		endpoint = k.Endpoint
 	}
-	b.awsMu.Lock()
-	defer b.awsMu.Unlock()
-	st := b.aws
-	if st == nil || st.cfg != cfg {
-		// config/aws changed under us; the caller retries with the new one.
-		return nil, errors.New("AWS configuration changed while in use; retry")
-	}
-	id := region + " " + endpoint
-	if c := st.conns[id]; c != nil {
-		return c, nil
-	}
 	api, err := b.newKMSAPI(ctx, awskms.ClientConfig{
 		Region: region, Endpoint: endpoint, AccessKeyID: cfg.AccessKey, SecretAccessKey: cfg.SecretKey,
 		SessionToken: cfg.SessionToken, RoleARN: cfg.RoleARN, MaxAttempts: cfg.MaxAttempts,
 	})
 	if err != nil {
 		return nil, kmsClientError{key: k.Name, err: err}
+	}
+	b.awsMu.Lock()
+	defer b.awsMu.Unlock()
+	st := b.aws
+	if st == nil || st.cfg != cfg {
+		return nil, errAWSChanged
+	}
+	if c := st.conns[id]; c != nil {
+		return c, nil // built meanwhile by another caller
 	}
 	if o, ok := api.(interface{ Options() kms.Options }); ok && o.Options().Region != "" {
 		region = o.Options().Region // as the SDK resolved it: config/aws, the key, AWS_REGION or shared config

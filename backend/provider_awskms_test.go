@@ -573,3 +573,32 @@ func TestKMSGovernorPerRegion(t *testing.T) {
 		t.Errorf("kms %v: want 3 governors, us-east-1 with the default endpoint among them", st)
 	}
 }
+
+// TestKMSConfigChangedWhileBuildingClient: config/aws changing while a
+// KMS client is built for it (a write, or its Invalidate on a standby)
+// makes the build start over once, unseen by the caller; twice in a row
+// is a 503 that says to retry, never a 500.
+func TestKMSConfigChangedWhileBuildingClient(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": newKMSKey(t, srv, signer.ES256)})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	orig := tb.newKMSAPI
+	var changes int
+	tb.newKMSAPI = func(ctx context.Context, c awskms.ClientConfig) (awskms.API, error) {
+		if changes > 0 {
+			changes--
+			tb.dropAWS()
+		}
+		return orig(ctx, c)
+	}
+	tb.dropAWS()
+	changes = 1
+	tb.issue(t, "r", nil)
+
+	tb.dropAWS()
+	changes = 2
+	resp, err := tb.request(t, logical.UpdateOperation, "issue/r", nil)
+	if code := httpStatus(logical.UpdateOperation, "issue/r", resp, err); code != 503 || !strings.Contains(err.Error(), "retry") {
+		t.Fatalf("issue: %d %v, want a 503 saying to retry", code, err)
+	}
+}
