@@ -150,6 +150,7 @@ func newBackend(opts ...Option) *backend {
 		),
 		Invalidate:   b.invalidate,
 		PeriodicFunc: b.periodic,
+		Clean:        b.clean,
 	}
 	for _, o := range opts {
 		o(b)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -28,6 +29,47 @@ const providerAWSKMS = "awskms"
 type kmsConn struct {
 	api awskms.API
 	gov *awskms.Governor
+	// hc carries api's KMS calls; closing its idle connections is all a
+	// dropped client needs.
+	hc *http.Client
+}
+
+// newKMSHTTPClient is the HTTP client of one KMS client: the AWS SDK's
+// default transport, and no redirects followed (KMS sends none). The
+// backend builds it, rather than leaving it to the SDK, so that dropAWS
+// and Clean can close its idle keep-alive connections, which would
+// otherwise outlive a config/aws change or the mount by the SDK's 90s idle
+// timeout.
+func newKMSHTTPClient() *http.Client {
+	return &http.Client{
+		Transport:     awshttp.NewBuildableClient().GetTransport(),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// kmsHTTPAPI sends every call of a KMS client through hc, with the SDK's
+// per-call kms.Options.HTTPClient: awskms.NewClient has no option for it.
+// The credential providers' own calls (STS AssumeRole, IMDS) still use the
+// SDK's client.
+type kmsHTTPAPI struct {
+	awskms.API
+	withHC func(*kms.Options)
+}
+
+func newKMSHTTPAPI(api awskms.API, hc *http.Client) kmsHTTPAPI {
+	return kmsHTTPAPI{API: api, withHC: func(o *kms.Options) { o.HTTPClient = hc }}
+}
+
+func (a kmsHTTPAPI) DescribeKey(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+	return a.API.DescribeKey(ctx, in, append(optFns, a.withHC)...)
+}
+
+func (a kmsHTTPAPI) GetPublicKey(ctx context.Context, in *kms.GetPublicKeyInput, optFns ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error) {
+	return a.API.GetPublicKey(ctx, in, append(optFns, a.withHC)...)
+}
+
+func (a kmsHTTPAPI) Sign(ctx context.Context, in *kms.SignInput, optFns ...func(*kms.Options)) (*kms.SignOutput, error) {
+	return a.API.Sign(ctx, in, append(optFns, a.withHC)...)
 }
 
 // awsState is what config/aws builds, cached on the backend and rebuilt
@@ -73,13 +115,27 @@ func (b *backend) getAWSConfig(ctx context.Context, s logical.Storage) (*awsConf
 	return cfg, nil
 }
 
-// dropAWS forgets clients and governors. Cached keys stay: their awskms
-// signers resolve the client on each Sign (see kmsSigner), so the next
-// Sign uses the new configuration.
+// dropAWS forgets clients and governors, and closes the clients' idle
+// connections; a call in flight finishes on its own. Cached keys stay:
+// their awskms signers resolve the client on each Sign (see kmsSigner), so
+// the next Sign uses the new configuration.
 func (b *backend) dropAWS() {
 	b.awsMu.Lock()
+	st := b.aws
 	b.aws = nil
 	b.awsMu.Unlock()
+	if st != nil {
+		for _, c := range st.conns {
+			c.hc.CloseIdleConnections()
+		}
+	}
+}
+
+// clean is the backend's Clean func (unmount, reload, upgrade): it closes
+// the KMS clients' idle connections. The backend starts no goroutines of
+// its own.
+func (b *backend) clean(context.Context) {
+	b.dropAWS()
 }
 
 // errAWSChanged is config/aws changing while a client was being built for
@@ -144,9 +200,11 @@ func (b *backend) newKMSConn(ctx context.Context, s logical.Storage, k *key, id 
 	if o, ok := api.(interface{ Options() kms.Options }); ok && o.Options().Region != "" {
 		region = o.Options().Region // as the SDK resolved it: config/aws, the key, AWS_REGION or shared config
 	}
+	hc := newKMSHTTPClient()
+	api = newKMSHTTPAPI(api, hc)
 	endpoint = normalEndpoint(ctx, region, endpoint)
 	gid := region + " " + endpoint
-	c := &kmsConn{api: api, gov: st.govs[gid]}
+	c := &kmsConn{api: api, gov: st.govs[gid], hc: hc}
 	if c.gov == nil {
 		c.gov = b.newGovernor(cfg, region, endpoint)
 		st.govs[gid] = c.gov

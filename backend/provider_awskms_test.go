@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -601,4 +602,43 @@ func TestKMSConfigChangedWhileBuildingClient(t *testing.T) {
 	if code := httpStatus(logical.UpdateOperation, "issue/r", resp, err); code != 503 || !strings.Contains(err.Error(), "retry") {
 		t.Fatalf("issue: %d %v, want a 503 saying to retry", code, err)
 	}
+}
+
+// kmsClientConns counts the plugin's open client HTTP connections (one
+// readLoop goroutine each).
+func kmsClientConns() int {
+	var sb strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&sb, 2); err != nil {
+		panic(err)
+	}
+	return strings.Count(sb.String(), "net/http.(*persistConn).readLoop(")
+}
+
+// TestKMSIdleConnectionsClosed: the keep-alive connections of KMS clients
+// that config/aws replaced are closed at once, and every one at Clean
+// (unmount, reload), rather than lingering for the SDK's idle timeout.
+func TestKMSIdleConnectionsClosed(t *testing.T) {
+	tb, srv, _ := kmsBackend(t)
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": newKMSKey(t, srv, signer.ES256)})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	tb.dropAWS()
+	base := kmsClientConns()
+	wantAtMost := func(n int, when string) {
+		t.Helper()
+		got := 0
+		for range 100 { // closed connections' goroutines end asynchronously
+			if got = kmsClientConns(); got <= n {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("%s: %d KMS client connections open, want at most %d", when, got, n)
+	}
+	for i := range 5 {
+		tb.mustWrite(t, "config/aws", map[string]any{"max_attempts": 2 + i%2})
+		tb.issue(t, "r", nil)
+	}
+	wantAtMost(base+1, "after 5 config/aws writes, each followed by an issue")
+	tb.Cleanup(context.Background())
+	wantAtMost(base, "after Cleanup")
 }
