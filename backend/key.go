@@ -383,9 +383,21 @@ func (b *backend) getKey(ctx context.Context, s logical.Storage, name string) (*
 		if err != nil || k == nil {
 			return nil, err
 		}
-		return b.newKeyEntry(ctx, s, k)
+		e, err := b.newKeyEntry(ctx, s, k)
+		if err != nil {
+			return nil, keyLoadError{err}
+		}
+		return e, nil
 	})
 }
+
+// keyLoadError is a stored key that storage returned but the engine cannot
+// use: it does not decode, is invalid, or its signers cannot be built. A
+// storage failure is not one.
+type keyLoadError struct{ err error }
+
+func (e keyLoadError) Error() string { return e.err.Error() }
+func (e keyLoadError) Unwrap() error { return e.err }
 
 func loadKey(ctx context.Context, s logical.Storage, name string) (*key, error) {
 	entry, err := s.Get(ctx, keyPrefix+name)
@@ -397,10 +409,10 @@ func loadKey(ctx context.Context, s logical.Storage, name string) (*key, error) 
 	}
 	k := &key{}
 	if err := entry.DecodeJSON(k); err != nil {
-		return nil, fmt.Errorf("decoding key %q: %w", name, err)
+		return nil, keyLoadError{fmt.Errorf("decoding key %q: %w", name, err)}
 	}
 	if err := k.validate(); err != nil {
-		return nil, fmt.Errorf("stored key %q is invalid: %w", name, err)
+		return nil, keyLoadError{fmt.Errorf("stored key %q is invalid: %w", name, err)}
 	}
 	return k, nil
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -148,16 +149,22 @@ func (b *backend) getJWKS(ctx context.Context, s logical.Storage) (*jwksDoc, err
 	seen := map[string]string{}
 	for _, name := range names {
 		e, err := b.getKey(ctx, s, name)
-		if err != nil {
-			// One key that cannot load must not take down every other
-			// key's verification: serve the rest, say so at ERROR, and let
-			// the set be cached (here and by verifiers) only briefly, so
-			// the key is back soon after the cause is fixed.
+		var unloadable keyLoadError
+		switch {
+		case errors.As(err, &unloadable):
+			// One stored key that cannot load must not take down every
+			// other key's verification: serve the rest, say so at ERROR,
+			// and let the set be cached (here and by verifiers) only
+			// briefly, so the key is back soon after the cause is fixed.
 			b.Logger().Error("JWKS: key cannot be loaded; publishing the other keys without it", "key", name, "error", err)
 			if until := now.Add(partialJWKSMaxAge); next.expires.IsZero() || until.Before(next.expires) {
 				next.expires = until
 			}
 			continue
+		case err != nil:
+			// Storage failing is not a key to leave out: a set served
+			// without it would fail that key's valid tokens.
+			return nil, err
 		}
 		if e == nil {
 			continue // deleted since the list
@@ -205,9 +212,10 @@ Cache-Control max-age is jwt/config's jwks_max_age (default 5 minutes) but
 never outlasts the publication of a key in the set.
 jwks and .well-known/keys return the same set.
 
-A key whose stored entry cannot be loaded is left out, logged at ERROR,
-and the set is then cached for at most 30 seconds; the other keys are
-still served. Publishing needs only stored public keys: AWS configuration
+A key whose stored entry cannot be loaded (it does not decode or is
+invalid) is left out, logged at ERROR, and the set is then cached for at
+most 30 seconds; the other keys are still served. A storage failure is a
+500, not a smaller set. Publishing needs only stored public keys: AWS configuration
 never affects this path.
 `
 

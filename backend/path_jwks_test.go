@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,30 @@ func TestJWKSSkipsUnloadableKey(t *testing.T) {
 	}
 	if logs := tb.logs.String(); !strings.Contains(logs, `"@level":"error","@message":"JWKS: key cannot be loaded`) || !strings.Contains(logs, `"key":"bad"`) {
 		t.Fatalf("not logged at ERROR with the key's name:\n%s", logs)
+	}
+}
+
+// TestJWKSStorageFailureIsNotASmallerSet: a key that storage fails to
+// return is not left out as an unloadable one would be: the JWKS is a 500,
+// since a set without it would fail its valid tokens at every verifier
+// that fetched it.
+func TestJWKSStorageFailureIsNotASmallerSet(t *testing.T) {
+	tb := getTestBackend(t)
+	fs := &failingStorage{Storage: tb.storage}
+	tb.storage = fs
+	tb.mustWrite(t, "keys/a", nil)
+	tb.mustWrite(t, "keys/b", nil)
+	if set, _ := readJWKS(t, tb, "jwks"); len(set.Keys) != 2 {
+		t.Fatalf("JWKS has %d keys, want 2", len(set.Keys))
+	}
+	tb.invalidate(context.Background(), keyPrefix+"b") // b is read from storage again
+	fs.set(false, true, false)
+	resp, err := tb.request(t, logical.ReadOperation, "jwks", nil)
+	if err == nil || !errors.Is(err, errStorage) {
+		t.Fatalf("JWKS with key b unreadable: resp=%v err=%v, want the storage error (a 500)", resp, err)
+	}
+	fs.set(false, false, false)
+	if set, _ := readJWKS(t, tb, "jwks"); len(set.Keys) != 2 {
+		t.Fatalf("JWKS has %d keys once storage is back, want 2", len(set.Keys))
 	}
 }
