@@ -141,6 +141,9 @@ func TestRefreshBadInput(t *testing.T) {
 		{"garbage", map[string]any{"refresh_token": "abc"}, []string{`"refresh_token"`, "not a refresh token"}},
 		{"an access token", map[string]any{"refresh_token": "a.b.c"}, []string{`"refresh_token"`}},
 		{"padded", map[string]any{"refresh_token": id + "." + secret + "="}, []string{`"refresh_token"`}},
+		// 42 base64url characters and a line break, which encoding/base64
+		// skips: 43 bytes that would decode.
+		{"line break in the secret", map[string]any{"refresh_token": id + "." + secret[:41] + "A\n"}, []string{`"refresh_token"`, "not a refresh token"}},
 		{"unknown family", map[string]any{"refresh_token": strings.Repeat("A", 22) + "." + secret}, []string{"unknown"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

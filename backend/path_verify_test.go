@@ -117,6 +117,7 @@ func TestVerifyAttacks(t *testing.T) {
 		{"signature in DER", parts[0] + "." + payload + "." + b64s(append([]byte{0x30, 0x44}, make([]byte, 68)...)), "", "want 64"},
 		{"crit", hdr(`{"alg":"ES256","kid":"`+esKid+`","crit":["exp"]}`) + "." + payload + "." + parts[2], "", `"crit" is not accepted`},
 		{"many dots", strings.Repeat(".", 100000), "", "more than 16384"},
+		{"line break in the signature (the same token spelt otherwise)", parts[0] + "." + parts[1] + "." + parts[2][:10] + "\r\n" + parts[2][10:], "", "base64url alphabet"},
 		{"trailing bits in the signature", parts[0] + "." + payload + "." + parts[2][:len(parts[2])-1] + "B", "", "not unpadded base64url"},
 		{"wrong audience", good, "other", "audience"},
 		{"expired", withClaims(fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d}`, now-60)), "", "expired"},

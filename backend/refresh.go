@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
 )
 
 // Refresh tokens. A role with refresh_ttl makes issue start a family: the
@@ -84,7 +86,7 @@ func splitRefreshToken(t string) (id, secret string, ok bool) {
 		return "", "", false
 	}
 	for _, part := range []string{id, secret} {
-		if _, err := base64.RawURLEncoding.Strict().DecodeString(part); err != nil {
+		if _, err := signer.DecodeBase64URL(part); err != nil {
 			return "", "", false
 		}
 	}

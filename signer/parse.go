@@ -92,11 +92,32 @@ func ParseCompact(token string) (*Parsed, error) {
 }
 
 func decodeSegment(name, seg string) ([]byte, error) {
-	b, err := strictB64.DecodeString(seg)
+	b, err := DecodeBase64URL(seg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s is not unpadded base64url: %v", ErrMalformed, name, err)
 	}
 	return b, nil
+}
+
+// notBase64URL is the index of the first byte of s outside the base64url
+// alphabet (A-Z a-z 0-9 - _), or -1.
+func notBase64URL(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return i
+		}
+	}
+	return -1
+}
+
+// DecodeBase64URL decodes s as unpadded base64url, strictly: only the
+// alphabet's bytes (encoding/base64 would skip line breaks), no padding,
+// no stray bits. One spelling per value.
+func DecodeBase64URL(s string) ([]byte, error) {
+	if i := notBase64URL(s); i >= 0 {
+		return nil, fmt.Errorf("byte %d is not in the base64url alphabet", i)
+	}
+	return strictB64.DecodeString(s)
 }
 
 func stringMember(m map[string]any, name string, dst *string, required bool) error {
