@@ -253,7 +253,8 @@ RFC 7662 token introspection: "active" true with the claims, kid and alg, or
 false with a "reason" for operators.
 
 The token must be a compact JWS of at most 16 KiB with exactly two dots, in
-unpadded base64url without stray bits, with a UTF-8 JSON header and claims
+unpadded base64url without stray bits or bytes outside the alphabet (a
+line break included), with a UTF-8 JSON header and claims
 in which no object, at any depth, repeats a member name. Its "alg" must be one of the ten this engine signs
 with ("none" in any casing and HS* are not), and equal the algorithm of the
 published key version its "kid" names. Headers that carry or point to keys
