@@ -253,16 +253,17 @@ RFC 7662 token introspection: "active" true with the claims, kid and alg, or
 false with a "reason" for operators.
 
 The token must be a compact JWS of at most 16 KiB with exactly two dots, in
-unpadded base64url without stray bits or bytes outside the alphabet (a
-line break included), with a UTF-8 JSON header and claims
-in which no object, at any depth, repeats a member name. Its "alg" must be one of the ten this engine signs
-with ("none" in any casing and HS* are not), and equal the algorithm of the
-published key version its "kid" names. Headers that carry or point to keys
-(jwk, jku, x5u, x5c, x5t, x5t#S256), crit, b64 and JWE headers are refused and never
-followed. Signatures are checked strictly: exact lengths, ECDSA as R‖S with
-neither half zero, PSS with the salt as long as the hash. "exp" is required;
-"exp", "nbf" and "iat" are checked with 30s of leeway; "iss" must be this
-mount's issuer or a role's; "aud" must contain "audience" when given.
-Retired and deleted key versions are unknown. A malformed or invalid token is
-a 200 with active=false; a missing "token" is a 400.
+unpadded base64url without stray bits or bytes outside the alphabet (a line
+break included), with a UTF-8 JSON header and claims in which no object, at
+any depth, repeats a member name. Its "alg" must be one of the ten this
+engine signs with ("none" in any casing and HS* are not), and equal the
+algorithm of the published key version its "kid" names. Headers that carry
+or point to keys (jwk, jku, x5u, x5c, x5t, x5t#S256), crit, b64 and JWE
+headers are refused and never followed. Signatures are checked strictly:
+exact lengths, ECDSA as R‖S with neither half zero, PSS with the salt as
+long as the hash. "exp" is required; "exp", "nbf" and "iat" are checked with
+30s of leeway; "iss" must be this mount's issuer or a role's; "aud" must
+contain "audience" when given. Retired and deleted key versions are unknown.
+A malformed or invalid token is a 200 with active=false; a missing "token"
+is a 400.
 `
