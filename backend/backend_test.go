@@ -355,6 +355,12 @@ func TestFieldTypeErrorsEchoNoValue(t *testing.T) {
 		{"revocations limit not an integer", "revocations", map[string]any{"limit": marker}, marker, []string{`invalid "limit": must be an integer`}},
 		{"max_audiences a float beyond int64", "roles/new", map[string]any{"key": "k", "max_audiences": 1e30}, "1e+30", []string{`invalid "max_audiences": must be an integer`}},
 		{"max_audiences a fractional float", "roles/new", map[string]any{"key": "k", "max_audiences": 2.5}, "2.5", []string{`invalid "max_audiences": must be an integer`}},
+		// The framework reads "010" as octal 8, "0x10" as 16, "1_0" as 10
+		// and true as 1: only decimal is a number here.
+		{"max_audiences in octal", "roles/new", map[string]any{"key": "k", "max_audiences": "010"}, "010", []string{`invalid "max_audiences": must be an integer`}},
+		{"max_attempts in hex", "config/aws", map[string]any{"max_attempts": "0x3"}, "0x3", []string{`invalid "max_attempts": must be an integer`}},
+		{"rsa_bits with an underscore", "keys/new", map[string]any{"algorithm": "RS256", "rsa_bits": "3_072"}, "3_072", []string{`invalid "rsa_bits": must be an integer`}},
+		{"max_audiences a boolean", "roles/new", map[string]any{"key": "k", "max_audiences": true}, "true", []string{`invalid "max_audiences": must be an integer`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var op logical.Operation = logical.UpdateOperation

@@ -64,11 +64,37 @@ func fieldRule(fd *framework.FieldData, k string, s *framework.FieldSchema, v an
 		if f, ok := v.(float64); ok && (f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64) {
 			return typeRule(s.Type)
 		}
+		// Its weak typing reads a string with strconv.ParseInt in base 0,
+		// so "010" is 8, "0x10" 16 and "1_000" 1000, and true is 1. Only
+		// decimal strings are numbers here ("" stays the default, 0).
+		switch x := v.(type) {
+		case bool:
+			return typeRule(s.Type)
+		case string:
+			if x != "" && !isDecimal(x) {
+				return typeRule(s.Type)
+			}
+		}
 	}
 	if _, _, err := fd.GetOkErr(k); err != nil {
 		return typeRule(s.Type)
 	}
 	return ""
+}
+
+// isDecimal reports whether s is an integer in plain decimal: an optional
+// minus sign, then 0 or digits without a leading zero.
+func isDecimal(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" || s[0] == '0' && len(s) > 1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // durationRule checks a duration as the framework's TypeDurationSecond
