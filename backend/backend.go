@@ -75,8 +75,9 @@ type backend struct {
 	writeMu sync.Mutex
 
 	// cacheMu guards the caches below. Readers take it shared; a miss
-	// loads from storage under the exclusive lock, so a load cannot put
-	// back an entry that a concurrent write has just dropped.
+	// loads from storage without it, and caches what it loaded only if gen
+	// has not moved since the miss, so a load cannot put back an entry
+	// that a concurrent write or Invalidate has just dropped.
 	cacheMu sync.RWMutex
 	config  *config
 	keys    map[string]*keyEntry
@@ -86,7 +87,8 @@ type backend struct {
 	issuers map[string]bool
 	// revocations indexes revoked tokens and subjects, for verify.
 	revocations *revocationIndex
-	// gen counts cache drops, so a JWKS built across a key change is not
+	// gen counts cache drops (and saveKey's caching of what it wrote), so
+	// that an entry, JWKS or issuer set loaded across a change is not
 	// cached.
 	gen uint64
 }
@@ -202,31 +204,38 @@ func (b *backend) resetCaches() {
 	b.jwks = nil
 	b.issuers = nil
 	b.revocations = nil
+	b.gen++
 }
 
 // cachedLoad returns m[name], calling load on a miss and caching a non-nil
-// result. Readers share cacheMu; a miss loads under the exclusive lock and
-// checks again, so a load cannot put back an entry that a write dropped
-// (writes drop entries under the same lock, after storage has the new
-// value). m must be one of the backend's cache maps.
+// result. load runs without cacheMu, so a slow storage read or signer build
+// for one name holds up no other reader of the mount. What it loaded is
+// cached only if gen is what the miss saw: writes and Invalidate drop
+// entries and bump gen under the lock, after storage has the new value, so
+// an entry loaded before a drop is never served to a reader that comes
+// after it. Concurrent misses for one name each load; the first to finish
+// is cached and the others get it. m must be one of the backend's cache
+// maps.
 func cachedLoad[T any](b *backend, m map[string]*T, name string, load func() (*T, error)) (*T, error) {
 	b.cacheMu.RLock()
-	v := m[name]
+	v, gen := m[name], b.gen
 	b.cacheMu.RUnlock()
 	if v != nil {
 		return v, nil
 	}
 
-	b.cacheMu.Lock()
-	defer b.cacheMu.Unlock()
-	if v := m[name]; v != nil {
-		return v, nil
-	}
 	v, err := load()
 	if err != nil || v == nil {
 		return nil, err
 	}
-	m[name] = v
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if cached := m[name]; cached != nil {
+		return cached, nil
+	}
+	if b.gen == gen {
+		m[name] = v
+	}
 	return v, nil
 }
 

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,210 @@ func TestInvalidate(t *testing.T) {
 	tb.Backend.InvalidateKey(context.Background(), configPath)
 	if got := tb.issue(t, "r", nil).claims["iss"]; got != "https://a.test" {
 		t.Fatalf("iss %v", got)
+	}
+}
+
+// blockingStorage holds one Get of a chosen storage key, after it has read
+// the entry, until the test releases it: a slow storage read at a point the
+// test controls.
+type blockingStorage struct {
+	logical.Storage
+	mu               sync.Mutex
+	key              string
+	entered, release chan struct{}
+}
+
+// block arms the next Get of key: entered is closed once that Get has read
+// the entry, and the Get returns when release is closed.
+func (s *blockingStorage) block(key string) (entered, release chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.key, s.entered, s.release = key, make(chan struct{}), make(chan struct{})
+	return s.entered, s.release
+}
+
+func (s *blockingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := s.Storage.Get(ctx, key)
+	s.mu.Lock()
+	entered, release := s.entered, s.release
+	hold := entered != nil && key == s.key
+	if hold {
+		s.key, s.entered, s.release = "", nil, nil
+	}
+	s.mu.Unlock()
+	if hold {
+		close(entered)
+		<-release
+	}
+	return e, err
+}
+
+// watchdog bounds a wait that must not depend on the blocked load; it only
+// fires when the code under test is wrong.
+const watchdog = 10 * time.Second
+
+// TestSlowLoadBlocksNoOtherKey: while one key loads from storage (a miss,
+// as on a standby after Invalidate), issue with another, cached key still
+// completes. The load used to hold cacheMu exclusively, so a slow storage
+// read stalled every reader of the mount.
+func TestSlowLoadBlocksNoOtherKey(t *testing.T) {
+	st := &blockingStorage{Storage: &logical.InmemStorage{}}
+	tb := newTestBackend(t, st, mountInProcess)
+	tb.mustWrite(t, "keys/a", nil)
+	tb.mustWrite(t, "keys/b", nil)
+	tb.mustWrite(t, "roles/ra", map[string]any{"key": "a"})
+	tb.mustWrite(t, "roles/rb", map[string]any{"key": "b"})
+	tb.issue(t, "ra", nil)
+	tb.issue(t, "rb", nil) // every cache warm
+	tb.Backend.InvalidateKey(context.Background(), keyPrefix+"a")
+
+	entered, release := st.block(keyPrefix + "a")
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := tb.request(t, logical.UpdateOperation, "issue/ra", nil)
+		slow <- errors.Join(err, resp.Error())
+	}()
+	<-entered
+	other := make(chan error, 1)
+	go func() {
+		resp, err := tb.request(t, logical.UpdateOperation, "issue/rb", nil)
+		other <- errors.Join(err, resp.Error())
+	}()
+	select {
+	case err := <-other:
+		close(release)
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(watchdog):
+		close(release)
+		t.Fatal("issue with key b waited for key a's storage read")
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInvalidateDuringLoad: an Invalidate that arrives while an entry is
+// loading returns without waiting for the load, and the entry that load
+// read before the change is not cached: the next read loads again and sees
+// the new value.
+func TestInvalidateDuringLoad(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, path string
+		// change writes a new value straight to storage, as another node.
+		change func(t *testing.T, tb *testBackend)
+		// read returns what the cache serves, as a string to compare.
+		read func(tb *testBackend) (string, error)
+	}{
+		{
+			name: "key", path: keyPrefix + "a",
+			change: func(t *testing.T, tb *testBackend) {
+				k, err := loadKey(ctx, tb.storage, "a")
+				if err != nil {
+					t.Fatal(err)
+				}
+				k = k.clone()
+				if err := tb.rotateKey(ctx, tb.storage, k, tb.now(), tb.now(), versionOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				putJSON(t, tb, keyPrefix+"a", k)
+			},
+			read: func(tb *testBackend) (string, error) {
+				e, err := tb.getKey(ctx, tb.storage, "a")
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprint(e.key.LatestVersion), nil
+			},
+		},
+		{
+			name: "role", path: rolePrefix + "r",
+			change: func(t *testing.T, tb *testBackend) {
+				r, err := loadRole(ctx, tb.storage, "r")
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.TTL = 2 * time.Minute
+				putJSON(t, tb, rolePrefix+"r", r)
+			},
+			read: func(tb *testBackend) (string, error) {
+				r, err := tb.getRole(ctx, tb.storage, "r")
+				if err != nil {
+					return "", err
+				}
+				return r.TTL.String(), nil
+			},
+		},
+		{
+			name: "config", path: configPath,
+			change: func(t *testing.T, tb *testBackend) {
+				putJSON(t, tb, configPath, &config{Issuer: "https://b.test"})
+			},
+			read: func(tb *testBackend) (string, error) {
+				cfg, err := tb.getConfig(ctx, tb.storage)
+				if err != nil {
+					return "", err
+				}
+				return cfg.Issuer, nil
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &blockingStorage{Storage: &logical.InmemStorage{}}
+			tb := newTestBackend(t, st, mountInProcess)
+			tb.mustWrite(t, "keys/a", nil)
+			tb.mustWrite(t, "roles/r", map[string]any{"key": "a", "ttl": "1m"})
+			old, err := tc.read(tb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb.Backend.InvalidateKey(ctx, tc.path) // the next read misses
+
+			entered, release := st.block(tc.path)
+			loaded := make(chan error, 1)
+			go func() {
+				_, err := tc.read(tb)
+				loaded <- err
+			}()
+			<-entered // the load has read the old entry
+			tc.change(t, tb)
+			invalidated := make(chan struct{})
+			go func() {
+				tb.Backend.InvalidateKey(ctx, tc.path)
+				close(invalidated)
+			}()
+			select {
+			case <-invalidated:
+				close(release)
+			case <-time.After(watchdog):
+				close(release)
+				t.Fatal("Invalidate waited for a load in flight")
+			}
+			if err := <-loaded; err != nil {
+				t.Fatal(err)
+			}
+			got, err := tc.read(tb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == old {
+				t.Fatalf("after Invalidate: %s, the entry loaded before it; want the new value", got)
+			}
+		})
+	}
+}
+
+// putJSON writes v to storage at path directly, as another node would.
+func putJSON(t *testing.T, tb *testBackend, path string, v any) {
+	t.Helper()
+	entry, err := logical.StorageEntryJSON(path, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.storage.Put(context.Background(), entry); err != nil {
+		t.Fatal(err)
 	}
 }
 

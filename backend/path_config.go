@@ -152,20 +152,16 @@ func (c *config) responseData() map[string]any {
 }
 
 // getConfig returns the cached configuration, loading it on first use. It
-// never returns nil.
+// never returns nil. It loads without cacheMu and caches as cachedLoad
+// does: only if no drop came while it loaded.
 func (b *backend) getConfig(ctx context.Context, s logical.Storage) (*config, error) {
 	b.cacheMu.RLock()
-	cfg := b.config
+	cfg, gen := b.config, b.gen
 	b.cacheMu.RUnlock()
 	if cfg != nil {
 		return cfg, nil
 	}
 
-	b.cacheMu.Lock()
-	defer b.cacheMu.Unlock()
-	if b.config != nil {
-		return b.config, nil
-	}
 	entry, err := s.Get(ctx, configPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -176,7 +172,14 @@ func (b *backend) getConfig(ctx context.Context, s logical.Storage) (*config, er
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 	}
-	b.config = cfg
+	b.cacheMu.Lock()
+	defer b.cacheMu.Unlock()
+	if b.config != nil {
+		return b.config, nil
+	}
+	if b.gen == gen {
+		b.config = cfg
+	}
 	return cfg, nil
 }
 
