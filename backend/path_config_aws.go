@@ -247,6 +247,7 @@ tries, and a circuit breaker that fails calls fast with "KMS unavailable"
 for breaker_cooldown after 5 calls in a row find KMS down. Reading this
 path shows the governors' state. Changing it drops clients and governors
 at once; the next KMS call builds new ones. Publishing and verifying never
-need this configuration: only signing with an awskms key does, and a
-configuration that cannot make a KMS client fails that signing with a 500.
+need this configuration: only binding a KMS key (key create, rotate) and
+signing with an awskms key do, and a configuration that cannot make a KMS
+client fails signing with a 500.
 `

@@ -53,7 +53,7 @@ func pathKeys(b *backend) *framework.Path {
 			},
 			"kms_key_id": {
 				Type:        framework.TypeString,
-				Description: "For provider awskms: the KMS key (key ID, key ARN, alias/<name> or alias ARN). Checked now: enabled, SIGN_VERIFY, a key spec and public key that fit the algorithm. An alias is resolved to its key ARN once.",
+				Description: "For provider awskms: the KMS key (key ID, key ARN, alias/<name> or alias ARN). Checked now: enabled, SIGN_VERIFY, a key spec and public key that fit the algorithm, one probe Sign, and not used by any version of any key on the mount. An alias is resolved to its key ARN once.",
 			},
 			"region": {
 				Type:        framework.TypeString,
@@ -130,7 +130,7 @@ var keyResponses = map[int][]framework.Response{
 			"current_kid":      {Type: framework.TypeString, Required: true, Description: "kid of the version that signs now."},
 			"versions": {Type: framework.TypeMap, Required: true, Description: "Published versions by number: kid, state (next, current or previous), " +
 				"created_at, activates_at (when it starts signing), rotated_at and published_until (once a newer version exists), public_key (the public JWK), and for awskms keys kms_key_arn and kms_metrics " +
-				"(signs, failures, throttles, retries, bad_signatures, mean_latency_ms since the plugin loaded the key)."},
+				"(signs, failures, throttles, retries, bad_signatures, mean_latency_ms, since the plugin loaded the key or, after jwt/config/aws changed, since the version's first sign under it)."},
 		},
 	}},
 }
