@@ -93,6 +93,15 @@ func mountInProcess(t testing.TB, factory logical.Factory, conf *logical.Backend
 // newTestBackend is getTestBackend over storage, mounted by mount.
 func newTestBackend(t testing.TB, storage logical.Storage, mount mountFunc) *testBackend {
 	t.Helper()
+	tb := newBareTestBackend(t, storage, mount)
+	tb.mustWrite(t, "config", map[string]any{"issuer": "https://vault.test/v1/jwt"})
+	return tb
+}
+
+// newBareTestBackend is newTestBackend without the config write: storage
+// is left as it was given, for tests that pre-load it.
+func newBareTestBackend(t testing.TB, storage logical.Storage, mount mountFunc) *testBackend {
+	t.Helper()
 	logs := &syncBuffer{}
 	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
 	conf := &logical.BackendConfig{
@@ -116,7 +125,6 @@ func newTestBackend(t testing.TB, storage logical.Storage, mount mountFunc) *tes
 	if tt, ok := t.(*testing.T); ok {
 		tb.t = tt
 	}
-	tb.mustWrite(t, "config", map[string]any{"issuer": "https://vault.test/v1/jwt"})
 	return tb
 }
 
