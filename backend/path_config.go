@@ -72,6 +72,20 @@ func validateIssuer(iss string) error {
 	return nil
 }
 
+// issuerURL returns iss parsed if it can name an OpenID provider: an
+// absolute http or https URL with a host and no query or fragment (OIDC
+// Discovery 1.0 §3 asks for https; http is allowed for dev servers). Any
+// other issuer is a fine "iss" (a StringOrURI) but cannot be the prefix of a
+// discovery URL, nor give an absolute jwks_uri.
+func issuerURL(iss string) (*url.URL, bool) {
+	u, err := url.Parse(iss)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Opaque != "" || u.Hostname() == "" ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, false
+	}
+	return u, true
+}
+
 func pathConfig(b *backend) *framework.Path {
 	return &framework.Path{
 		Pattern: "config",
@@ -81,7 +95,7 @@ func pathConfig(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"issuer": {
 				Type:        framework.TypeString,
-				Description: `Default "iss" claim for roles that do not set their own. A value with ':' must be an absolute URI; OIDC discovery needs an https URL at which this mount is reachable, such as https://vault.example.com/v1/jwt. ` + textRule,
+				Description: `Default "iss" claim for roles that do not set their own. A value with ':' must be an absolute URI. OIDC discovery is served only for an http(s) URL, and works when it is the URL at which this mount is reachable, such as https://vault.example.com/v1/jwt. ` + textRule,
 			},
 			"jwks_max_age": {
 				Type:        framework.TypeDurationSecond,
@@ -219,5 +233,7 @@ before it sees a token signed with it.
 The issuer also names this mount in the OIDC discovery document at
 .well-known/openid-configuration, whose jwks_uri is <issuer>/.well-known/keys;
 for discovery to work, set it to the URL at which this mount is reachable,
-for example https://vault.example.com/v1/jwt.
+for example https://vault.example.com/v1/jwt. An issuer that is not an
+absolute http(s) URL with a host (a name, a URN) is a valid "iss" for tokens,
+but discovery then answers 404.
 `

@@ -84,6 +84,11 @@ func (b *backend) pathDiscoveryRead(ctx context.Context, req *logical.Request, _
 	if cfg.Issuer == "" {
 		return nil, logical.CodedError(http.StatusNotFound, `no issuer configured: write "issuer" to jwt/config`)
 	}
+	if _, ok := issuerURL(cfg.Issuer); !ok {
+		// A document naming it would have a relative jwks_uri that no
+		// discovery client can follow.
+		return nil, logical.CodedError(http.StatusNotFound, `discovery needs an issuer that is an http(s) URL, such as https://vault.example.com/v1/jwt: jwt/config's issuer is not one`)
+	}
 	doc, err := b.getJWKS(ctx, req.Storage)
 	if err != nil {
 		return b.respondErr(err, "building JWKS failed")
@@ -222,5 +227,8 @@ never affects this path.
 const pathDiscoveryHelpDesc = `
 Returns a minimal OpenID Connect discovery document for the issuer set in
 jwt/config: issuer, jwks_uri (<issuer>/.well-known/keys), and the signing
-algorithms. No Vault token is needed. Returns 404 until an issuer is set.
+algorithms. No Vault token is needed. Returns 404 until an issuer is set, and
+while it is not an absolute http(s) URL with a host and no query or fragment
+(OIDC Discovery 1.0 §3): such an issuer is fine as a token's "iss", but a
+document naming it would have no usable jwks_uri.
 `

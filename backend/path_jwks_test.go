@@ -128,19 +128,53 @@ func TestJWKSMaxAgeNeverOutlivesPublication(t *testing.T) {
 	}
 }
 
+// TestDiscovery: the document is served only for an issuer that is an
+// absolute http(s) URL with a host (OIDC Discovery 1.0 §3: issuer and
+// jwks_uri are URLs); any other issuer, allowed as a token's "iss", gets
+// the same 404 as no issuer, saying why.
 func TestDiscovery(t *testing.T) {
 	tb := getTestBackend(t)
-	resp := tb.mustRead(t, ".well-known/openid-configuration")
-	var doc map[string]any
-	decodeJSON(t, resp.Data[logical.HTTPRawBody].([]byte), &doc)
-	if doc["issuer"] != "https://vault.test/v1/jwt" || doc["jwks_uri"] != "https://vault.test/v1/jwt/.well-known/keys" {
-		t.Fatalf("discovery: %v", doc)
+	for _, tc := range []struct {
+		issuer   string
+		jwksURI  string // "" for a 404
+		notFound string // what the 404 says
+	}{
+		{"https://vault.test/v1/jwt", "https://vault.test/v1/jwt/.well-known/keys", ""},
+		{"https://vault.test/v1/jwt/", "https://vault.test/v1/jwt/.well-known/keys", ""},
+		{"http://127.0.0.1:8200/v1/jwt", "http://127.0.0.1:8200/v1/jwt/.well-known/keys", ""},
+		{"HTTPS://Vault.Test/v1/jwt", "HTTPS://Vault.Test/v1/jwt/.well-known/keys", ""},
+		{"", "", "no issuer configured"},
+		{"vault-jwt", "", "discovery needs an issuer that is an http(s) URL"},
+		{"urn:example:issuer", "", "discovery needs an issuer that is an http(s) URL"},
+		{"https:vault.test/v1/jwt", "", "discovery needs an issuer that is an http(s) URL"},
+		{"https://:8200/v1/jwt", "", "discovery needs an issuer that is an http(s) URL"},
+		{"ftp://vault.test/v1/jwt", "", "discovery needs an issuer that is an http(s) URL"},
+		{"spiffe://vault.test/jwt", "", "discovery needs an issuer that is an http(s) URL"},
+	} {
+		t.Run(tc.issuer, func(t *testing.T) {
+			tb.mustWrite(t, "config", map[string]any{"issuer": tc.issuer})
+			if tc.jwksURI == "" {
+				resp, err := tb.request(t, logical.ReadOperation, ".well-known/openid-configuration", nil)
+				if code := httpStatus(logical.ReadOperation, ".well-known/openid-configuration", resp, err); code != 404 {
+					body, _ := resp.Data[logical.HTTPRawBody].([]byte)
+					t.Fatalf("status %d, body %s; want 404", code, body)
+				}
+				if err == nil || !strings.Contains(err.Error(), tc.notFound) {
+					t.Fatalf("404 says %v, want %q", err, tc.notFound)
+				}
+				return
+			}
+			resp := tb.mustRead(t, ".well-known/openid-configuration")
+			var doc map[string]any
+			decodeJSON(t, resp.Data[logical.HTTPRawBody].([]byte), &doc)
+			if doc["issuer"] != tc.issuer || doc["jwks_uri"] != tc.jwksURI {
+				t.Fatalf("discovery: %v", doc)
+			}
+			if algs := doc["id_token_signing_alg_values_supported"].([]any); len(algs) != 10 {
+				t.Fatalf("algs: %v", algs)
+			}
+		})
 	}
-	if algs := doc["id_token_signing_alg_values_supported"].([]any); len(algs) != 10 {
-		t.Fatalf("algs: %v", algs)
-	}
-	tb.mustWrite(t, "config", map[string]any{"issuer": ""})
-	tb.wantNotFound(t, logical.ReadOperation, ".well-known/openid-configuration", nil)
 }
 
 // TestJWKSSkipsUnloadableKey: one key whose stored entry cannot be loaded
