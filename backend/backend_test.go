@@ -32,7 +32,10 @@ type testBackend struct {
 	logs    *syncBuffer
 	// entityID goes on every request, as Vault sets it from the token.
 	entityID string
-	sys      *logical.StaticSystemView
+	// mountPoint goes on every request, as Vault sets it ("jwt/"); empty
+	// unless a test sets it.
+	mountPoint string
+	sys        *logical.StaticSystemView
 }
 
 type testClock struct {
@@ -140,7 +143,7 @@ func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, 
 	if data != nil {
 		d = maps.Clone(data)
 	}
-	req := &logical.Request{Operation: op, Path: path, Data: d, Storage: tb.storage, EntityID: tb.entityID}
+	req := &logical.Request{Operation: op, Path: path, Data: d, Storage: tb.storage, EntityID: tb.entityID, MountPoint: tb.mountPoint}
 	if op == logical.CreateOperation || op == logical.UpdateOperation {
 		checkFound, exists, err := tb.handler.HandleExistenceCheck(context.Background(), req)
 		var userErr errutil.UserError

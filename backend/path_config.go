@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -86,6 +87,47 @@ func issuerURL(iss string) (*url.URL, bool) {
 	return u, true
 }
 
+// issuerWarnings are the warnings for writing the http(s) URL issuer iss on
+// the mount at mountPoint (req.MountPoint, such as "jwt/" or "team/jwt/";
+// without the namespace, so the check holds in namespaces too). Warnings,
+// not errors: a reverse proxy may serve this mount under another path.
+//
+//   - Its path does not end in /<mount>: discovery clients start from
+//     <issuer>/.well-known/openid-configuration and require the document's
+//     issuer to be that prefix (OIDC Discovery 1.0 §4.3), so the document
+//     this mount serves names an issuer that its own URL does not match.
+//     Unchecked when the mount point is unknown.
+//   - It is http://: AWS IAM, GCP and Azure workload identity federation
+//     fetch discovery and keys only over https. Not said for a loopback
+//     host (127.0.0.0/8, ::1, localhost): no cloud service can reach it at
+//     all, so it is a local setup (make dev, the e2e tests) where the
+//     warning would only be noise.
+func issuerWarnings(iss, mountPoint string) []string {
+	u, ok := issuerURL(iss)
+	if !ok {
+		return nil
+	}
+	var warnings []string
+	if mount := strings.TrimSuffix(mountPoint, "/"); mount != "" && !strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/"+mount) {
+		warnings = append(warnings, fmt.Sprintf(`issuer %q does not end in %q, this mount's path: the discovery document served at this mount (%s/.well-known/openid-configuration, after /v1/ and any namespace) will not match it, and discovery clients that start from the issuer will not find this mount's keys, unless a reverse proxy maps the issuer's URL to this mount`,
+			iss, "/"+mount, mount))
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		warnings = append(warnings, `issuer is an http:// URL: cloud federation (AWS IAM, GCP and Azure workload identity) accepts only an https issuer`)
+	}
+	return warnings
+}
+
+// isLoopbackHost reports whether host (a URL's Hostname) is localhost or
+// a loopback IP address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func pathConfig(b *backend) *framework.Path {
 	return &framework.Path{
 		Pattern: "config",
@@ -147,8 +189,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return b.respondErr(err, "reading config failed")
 	}
 	next := *cfg
+	var warnings []string
 	if v, ok := d.GetOk("issuer"); ok {
 		next.Issuer = v.(string)
+		warnings = issuerWarnings(next.Issuer, req.MountPoint)
 	}
 	if v, ok := d.GetOk("jwks_max_age"); ok {
 		if next.JWKSMaxAge = time.Duration(v.(int)) * time.Second; next.JWKSMaxAge == 0 {
@@ -158,7 +202,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err := b.saveConfig(ctx, req.Storage, &next); err != nil {
 		return b.respondErr(err, "writing config failed")
 	}
-	return &logical.Response{Data: next.responseData()}, nil
+	return &logical.Response{Data: next.responseData(), Warnings: warnings}, nil
 }
 
 func (c *config) responseData() map[string]any {
@@ -235,5 +279,10 @@ The issuer also names this mount in the OIDC discovery document at
 for discovery to work, set it to the URL at which this mount is reachable,
 for example https://vault.example.com/v1/jwt. An issuer that is not an
 absolute http(s) URL with a host (a name, a URN) is a valid "iss" for tokens,
-but discovery then answers 404.
+but discovery then answers 404. Writing an http(s) issuer whose path does not
+end in this mount's path (/jwt for a mount at jwt/) returns a warning, as
+discovery clients would find the document served here naming another issuer;
+so does an http:// issuer other than a loopback one, which cloud federation
+(AWS IAM, GCP, Azure) refuses. They are warnings, not errors: a reverse proxy
+may serve this mount under another path.
 `

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -26,6 +27,66 @@ func TestConfig(t *testing.T) {
 	} {
 		t.Run(tc.issuer, func(t *testing.T) {
 			tb.wantBadRequest(t, logical.UpdateOperation, "config", map[string]any{"issuer": tc.issuer}, `"issuer"`, tc.want)
+		})
+	}
+}
+
+// TestIssuerWarnings: writing an http(s) issuer whose path does not end in
+// this mount's path warns that discovery served here will not match it
+// (OIDC Discovery §4.3), and an http issuer other than a loopback one warns
+// that cloud federation refuses it. Warnings, not errors: a reverse proxy
+// may map another path to this mount. The same holds for a role's issuer.
+func TestIssuerWarnings(t *testing.T) {
+	const (
+		notThisMount = "does not end in "
+		plainHTTP    = "an http:// URL: cloud federation"
+	)
+	for _, tc := range []struct {
+		name, mount, issuer string
+		want                []string // substrings, one per warning
+	}{
+		{"this mount", "jwt/", "https://vault.example.com/v1/jwt", nil},
+		{"this mount, trailing slash", "jwt/", "https://vault.example.com/v1/jwt/", nil},
+		{"this mount in a namespace", "team/jwt/", "https://vault.example.com/v1/ns1/team/jwt", nil},
+		{"another mount", "jwt2/", "https://vault.example.com/v1/jwt", []string{notThisMount + `"/jwt2"`}},
+		{"a longer name ending in the mount's", "jwt/", "https://vault.example.com/v1/myjwt", []string{notThisMount + `"/jwt"`}},
+		{"a bare host", "jwt/", "https://vault.example.com", []string{notThisMount + `"/jwt"`}},
+		{"http", "jwt/", "http://vault.example.com/v1/jwt", []string{plainHTTP}},
+		{"http and another mount", "jwt2/", "http://vault.example.com/v1/jwt", []string{notThisMount + `"/jwt2"`, plainHTTP}},
+		{"http on 127.0.0.1 (make dev)", "jwt/", "http://127.0.0.1:8200/v1/jwt", nil},
+		{"http on localhost", "jwt/", "http://localhost:8200/v1/jwt", nil},
+		{"http on ::1", "jwt/", "http://[::1]:8200/v1/jwt", nil},
+		{"not a URL", "jwt2/", "vault-jwt", nil},
+		{"a URN", "jwt2/", "urn:example:jwt", nil},
+		{"mount point unknown", "", "https://vault.example.com/v1/other", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := getTestBackend(t)
+			tb.mountPoint = tc.mount
+			tb.mustWrite(t, "keys/k", nil)
+			for _, w := range []struct {
+				path string
+				data map[string]any
+			}{
+				{"config", map[string]any{"issuer": tc.issuer}},
+				{"roles/r", map[string]any{"key": "k", "issuer": tc.issuer}},
+			} {
+				resp := tb.mustWrite(t, w.path, w.data)
+				if len(resp.Warnings) != len(tc.want) {
+					t.Fatalf("%s issuer=%s on mount %q: warnings %q, want %d: %q", w.path, tc.issuer, tc.mount, resp.Warnings, len(tc.want), tc.want)
+				}
+				for i, want := range tc.want {
+					if !strings.Contains(resp.Warnings[i], want) {
+						t.Errorf("%s: warning %q does not contain %q", w.path, resp.Warnings[i], want)
+					}
+				}
+			}
+			// A write that does not send the issuer does not repeat them.
+			for path, data := range map[string]map[string]any{"config": {"jwks_max_age": "5m"}, "roles/r": {"ttl": "1m"}} {
+				if resp := tb.mustWrite(t, path, data); len(resp.Warnings) != 0 {
+					t.Errorf("%s without issuer: warnings %q", path, resp.Warnings)
+				}
+			}
 		})
 	}
 }

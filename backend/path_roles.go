@@ -37,7 +37,7 @@ func pathRoles(b *backend) *framework.Path {
 			},
 			"issuer": {
 				Type:        framework.TypeString,
-				Description: `"iss" of this role's tokens; overrides the issuer in jwt/config. ` + textRule,
+				Description: `"iss" of this role's tokens; overrides the issuer in jwt/config. The same rules, and the same warnings, as jwt/config's issuer. ` + textRule,
 			},
 			"ttl": {
 				Type:        framework.TypeDurationSecond,
@@ -245,6 +245,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			*dst = v.(string)
 		}
 	}
+	var warnings []string
+	if _, ok := d.GetOk("issuer"); ok {
+		warnings = issuerWarnings(r.Issuer, req.MountPoint)
+	}
 	lists := map[string]*[]string{
 		"audiences": &r.Audiences, "allowed_audiences": &r.AllowedAudiences,
 		"allowed_subjects": &r.AllowedSubjects, "allowed_claims": &r.AllowedClaims, "required_claims": &r.RequiredClaims,
@@ -282,7 +286,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err := b.saveRole(ctx, req.Storage, r); err != nil {
 		return b.respondErr(err, "writing role failed", "role", name)
 	}
-	return &logical.Response{Data: r.responseData()}, nil
+	return &logical.Response{Data: r.responseData(), Warnings: warnings}, nil
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
