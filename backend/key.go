@@ -491,8 +491,9 @@ func (b *backend) dropKey(name string) {
 
 // maintainKey is the periodic work on one key: stage the next version when
 // rotation_period is about to pass, and remove retired versions. The next
-// version is published the JWKS max-age before it signs, so a verifier
-// that honours Cache-Control has it before its first token.
+// version is published the rotation lead (the JWKS max-age, or longer after
+// it was lowered) before it signs, so a verifier that honours Cache-Control
+// has it before its first token.
 func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name string) error {
 	// Decide from the cached key, kept current by writes and Invalidate,
 	// so that a run with nothing to do reads no storage: the periodic
@@ -504,7 +505,7 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 	// A key whose signers cannot be built (stored material that does not
 	// load, say) is still maintained, from storage.
 	e, err := b.getKey(ctx, s, name)
-	if err == nil && (e == nil || !e.key.maintenanceDue(b.now(), cfg.jwksMaxAge())) {
+	if now := b.now(); err == nil && (e == nil || !e.key.maintenanceDue(now, cfg.rotationLead(now))) {
 		return nil
 	}
 
@@ -523,7 +524,7 @@ func (b *backend) maintainKey(ctx context.Context, s logical.Storage, name strin
 		if err != nil {
 			return err
 		}
-		lead := cfg.jwksMaxAge()
+		lead := cfg.rotationLead(now)
 		due := k.current(now).activation().Add(k.RotationPeriod)
 		if !now.Before(due.Add(-lead)) {
 			at := due

@@ -21,6 +21,11 @@ type config struct {
 	// max-age), and so how long a new key version is published before it
 	// signs. Zero means defaultJWKSMaxAge.
 	JWKSMaxAge time.Duration `json:"jwks_max_age,omitempty"`
+	// JWKSOldMaxAgeUntil is when JWKS copies served under an earlier,
+	// larger jwks_max_age stop being fresh, set by a write that lowers it:
+	// until then a staged rotation waits for it (rotationLead). Zero, and
+	// not stored, otherwise.
+	JWKSOldMaxAgeUntil time.Time `json:"jwks_old_max_age_until,omitzero"`
 }
 
 // Bounds of jwks_max_age.
@@ -44,6 +49,17 @@ func (c *config) jwksMaxAge() time.Duration {
 		return defaultJWKSMaxAge
 	}
 	return c.JWKSMaxAge
+}
+
+// rotationLead is how long before it signs a rotation staged at now
+// publishes the new version: jwks_max_age, so a verifier that honours
+// Cache-Control has the new kid first; but while a copy served under an
+// earlier, larger jwks_max_age may still be fresh (JWKSOldMaxAgeUntil), up
+// to then, as a shared cache or CDN keeps serving that copy until it
+// expires. Every staged rotation takes its lead from here; immediate=true
+// takes none.
+func (c *config) rotationLead(now time.Time) time.Duration {
+	return max(c.jwksMaxAge(), c.JWKSOldMaxAgeUntil.Sub(now))
 }
 
 // validateIssuer checks an "iss" value: a StringOrURI (RFC 7519 §2), so a
@@ -170,6 +186,10 @@ func pathConfig(b *backend) *framework.Path {
 var configResponseFields = map[string]*framework.FieldSchema{
 	"issuer":       {Type: framework.TypeString, Required: true, Description: `Default "iss" claim.`},
 	"jwks_max_age": {Type: framework.TypeInt64, Required: true, Description: "JWKS cache lifetime and staged-rotation lead, in seconds."},
+	"jwks_old_max_age_until": {
+		Type:        framework.TypeString,
+		Description: "Present after jwks_max_age was lowered, until JWKS copies served with the old, larger max-age are no longer fresh (RFC 3339): a rotation staged before then signs no earlier than then.",
+	},
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -177,7 +197,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	if err != nil {
 		return b.respondErr(err, "reading config failed")
 	}
-	return &logical.Response{Data: cfg.responseData()}, nil
+	return &logical.Response{Data: cfg.responseData(b.now())}, nil
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -199,14 +219,51 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			next.JWKSMaxAge = defaultJWKSMaxAge
 		}
 	}
+	now := b.now()
+	lowered, err := b.lowersJWKSMaxAge(ctx, req.Storage, cfg, &next)
+	if err != nil {
+		return b.respondErr(err, "writing config failed")
+	}
+	if lowered {
+		// Copies served until now carried max-age=old; a cache may serve
+		// them until now+old, and they lack any version staged later.
+		if until := now.Add(cfg.jwksMaxAge()).UTC(); until.After(next.JWKSOldMaxAgeUntil) {
+			next.JWKSOldMaxAgeUntil = until
+		}
+		at := next.JWKSOldMaxAgeUntil.Format(time.RFC3339)
+		warnings = append(warnings, fmt.Sprintf(`jwks_max_age lowered from %s to %s: JWKS copies served with the old max-age may be cached until %s, so a rotation staged before %s signs no earlier than then (keys/<name>/rotate immediate=true does not wait)`,
+			cfg.jwksMaxAge(), next.jwksMaxAge(), at, at))
+	}
+	if !next.JWKSOldMaxAgeUntil.After(now) {
+		next.JWKSOldMaxAgeUntil = time.Time{} // passed: nothing left to wait for
+	}
 	if err := b.saveConfig(ctx, req.Storage, &next); err != nil {
 		return b.respondErr(err, "writing config failed")
 	}
-	return &logical.Response{Data: next.responseData(), Warnings: warnings}, nil
+	return &logical.Response{Data: next.responseData(now), Warnings: warnings}, nil
 }
 
-func (c *config) responseData() map[string]any {
-	return map[string]any{"issuer": c.Issuer, "jwks_max_age": int64(c.jwksMaxAge().Seconds())}
+// lowersJWKSMaxAge reports whether going from cfg to next lowers
+// jwks_max_age while keys exist. A copy of the JWKS served when no key
+// existed holds no kid, so it verifies nothing: a verifier holding it must
+// refetch for any token, and nothing is lost by staging with the new lead.
+func (b *backend) lowersJWKSMaxAge(ctx context.Context, s logical.Storage, cfg, next *config) (bool, error) {
+	if next.jwksMaxAge() >= cfg.jwksMaxAge() {
+		return false, nil
+	}
+	names, err := s.List(ctx, keyPrefix)
+	if err != nil {
+		return false, fmt.Errorf("listing keys: %w", err)
+	}
+	return len(names) > 0, nil
+}
+
+func (c *config) responseData(now time.Time) map[string]any {
+	d := map[string]any{"issuer": c.Issuer, "jwks_max_age": int64(c.jwksMaxAge().Seconds())}
+	if c.JWKSOldMaxAgeUntil.After(now) {
+		d["jwks_old_max_age_until"] = c.JWKSOldMaxAgeUntil.UTC().Format(time.RFC3339)
+	}
+	return d
 }
 
 // getConfig returns the cached configuration, loading it on first use. It
@@ -273,7 +330,12 @@ Sets the default issuer ("iss") of tokens. A role's own "issuer" overrides it.
 jwks_max_age is the Cache-Control max-age of the JWKS (default 5m). It is
 also the lead of a staged rotation: a new key version is published that long
 before it signs, so a verifier that refreshes its copy as told has every kid
-before it sees a token signed with it.
+before it sees a token signed with it. Lowering it does not shorten the life
+of copies already served with the old max-age (a CDN or shared cache keeps
+them that long), so while keys exist the write records when they expire
+(jwks_old_max_age_until, shown on read until then, with a warning on the
+write): a rotation staged before that time, manual or by rotation_period,
+signs no earlier than it. rotate with immediate=true does not wait.
 The issuer also names this mount in the OIDC discovery document at
 .well-known/openid-configuration, whose jwks_uri is <issuer>/.well-known/keys;
 for discovery to work, set it to the URL at which this mount is reachable,

@@ -3,6 +3,7 @@ package backend
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -86,6 +87,69 @@ func TestIssuerWarnings(t *testing.T) {
 				if resp := tb.mustWrite(t, path, data); len(resp.Warnings) != 0 {
 					t.Errorf("%s without issuer: warnings %q", path, resp.Warnings)
 				}
+			}
+		})
+	}
+}
+
+// TestJWKSMaxAgeLoweringRecorded: a config write that lowers jwks_max_age
+// while keys exist stores when the copies served under the old value stop
+// being fresh (the later of now + old value and what was stored), warns
+// that staged rotations wait until then, and config reads show it until it
+// passes. Without keys, old copies held no kid to keep, so nothing is
+// stored; nor when it is raised or kept. Once passed, the next write drops
+// it, and a config without it is stored as before.
+func TestJWKSMaxAgeLoweringRecorded(t *testing.T) {
+	const field = "jwks_old_max_age_until"
+	maxAge := func(v any) map[string]any { return map[string]any{"jwks_max_age": v} }
+	for _, tc := range []struct {
+		name   string
+		keys   bool
+		writes []map[string]any // to jwt/config, 10 minutes apart from 12:00
+		want   string           // the field after the last write; "" for none
+		warn   bool             // whether the last write warns
+	}{
+		{"lowered", true, []map[string]any{maxAge("1h"), maxAge("10s")}, "2026-11-23T13:10:00Z", true},
+		{"lowered from the default", true, []map[string]any{maxAge("10s")}, "2026-11-23T12:05:00Z", true},
+		{"lowered by 0, the default", true, []map[string]any{maxAge("1h"), maxAge(0)}, "2026-11-23T13:10:00Z", true},
+		{"lowered twice, the later kept", true, []map[string]any{maxAge("1h"), maxAge("30m"), maxAge("10s")}, "2026-11-23T13:10:00Z", true},
+		{"an issuer write keeps it", true, []map[string]any{maxAge("1h"), maxAge("10s"), {"issuer": "https://vault.test/v1/jwt"}}, "2026-11-23T13:10:00Z", false},
+		{"forgotten once passed", true, []map[string]any{maxAge("10s"), {"issuer": "https://vault.test/v1/jwt"}}, "", false},
+		{"raised", true, []map[string]any{maxAge("1h"), maxAge("2h")}, "", false},
+		{"kept", true, []map[string]any{maxAge("1h"), maxAge("1h")}, "", false},
+		{"lowered without keys", false, []map[string]any{maxAge("1h"), maxAge("10s")}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := getTestBackend(t)
+			if tc.keys {
+				tb.mustWrite(t, "keys/k", nil)
+			}
+			var resp *logical.Response
+			for i, w := range tc.writes {
+				if i > 0 {
+					tb.clock.Add(10 * time.Minute)
+				}
+				resp = tb.mustWrite(t, "config", w)
+			}
+			if got, _ := resp.Data[field].(string); got != tc.want {
+				t.Errorf("write answered %s=%q, want %q", field, got, tc.want)
+			}
+			if got, _ := tb.mustRead(t, "config").Data[field].(string); got != tc.want {
+				t.Errorf("read answered %s=%q, want %q", field, got, tc.want)
+			}
+			switch {
+			case !tc.warn && len(resp.Warnings) != 0:
+				t.Errorf("warnings %q, want none", resp.Warnings)
+			case tc.warn && (len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "staged before "+tc.want+" signs no earlier than then") ||
+				!strings.Contains(resp.Warnings[0], "immediate=true")):
+				t.Errorf("warnings %q, want one saying a rotation staged before %s signs no earlier than then", resp.Warnings, tc.want)
+			}
+			entry, err := tb.storage.Get(t.Context(), configPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored := strings.Contains(string(entry.Value), `"`+field+`"`); stored != (tc.want != "") {
+				t.Errorf("stored config %s", entry.Value)
 			}
 		})
 	}

@@ -71,7 +71,7 @@ func pathKeys(b *backend) *framework.Path {
 			"rotation_period": {
 				Type:        framework.TypeDurationSecond,
 				Default:     0,
-				Description: "Rotate a local key automatically this long after its current version started signing: the next version is published jwt/config's jwks_max_age before that and signs from then on. 0 never rotates. At least 1h, at most 87600h (10 years). awskms keys rotate only to a new KMS key, with keys/<name>/rotate.",
+				Description: "Rotate a local key automatically this long after its current version started signing: the next version is published jwt/config's jwks_max_age before that and signs from then on; while jwt/config's jwks_old_max_age_until is ahead, it is published earlier and signs no earlier than that time. 0 never rotates. At least 1h, at most 87600h (10 years). awskms keys rotate only to a new KMS key, with keys/<name>/rotate.",
 			},
 			"verification_ttl": {
 				Type:        framework.TypeDurationSecond,
@@ -323,7 +323,8 @@ const pathKeysHelpSyn = `Manage the signing keys tokens are signed with.`
 const pathKeysHelpDesc = `
 A key has an algorithm, fixed at creation, and one or more versions. One
 version signs (state current). A new version from a rotation is published
-first (state next) and signs once jwt/config's jwks_max_age has passed;
+first (state next) and signs once jwt/config's jwks_max_age has passed (or
+its jwks_old_max_age_until, after jwks_max_age was lowered);
 older versions stay published in the JWKS (state previous) for
 verification_ttl after they stop signing, so every token they signed can
 still be verified. Reading a key returns the public JWK of each published

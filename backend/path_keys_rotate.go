@@ -26,7 +26,7 @@ func pathKeysRotate(b *backend) *framework.Path {
 			},
 			"immediate": {
 				Type:        framework.TypeBool,
-				Description: "Sign with the new version now instead of after jwks_max_age (for a compromised key). Verifiers holding a cached JWKS reject its tokens until they refetch. With a version already waiting (state next), make that one sign now.",
+				Description: "Sign with the new version now, for a compromised key, instead of after jwks_max_age (or at jwt/config's jwks_old_max_age_until, if later). Verifiers holding a cached JWKS reject its tokens until they refetch. With a version already waiting (state next), make that one sign now.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -63,7 +63,7 @@ func (b *backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 				b.Logger().Warn("activated pending key version early", "key", k.Name, "version", p.Version, "kid", p.KeyID)
 			}, nil
 		}
-		at := now.Add(cfg.jwksMaxAge())
+		at := now.Add(cfg.rotationLead(now))
 		if immediate {
 			at = now
 		}
@@ -119,7 +119,9 @@ const pathKeysRotateHelpDesc = `
 Adds a new version to the key in state "next": it is in the JWKS at once
 but starts signing only after jwt/config's jwks_max_age (default 5m), so
 every verifier that refreshes its cached JWKS as told (Cache-Control
-max-age) has the new kid before the first token signed with it. Then the
+max-age) has the new kid before the first token signed with it. After
+jwks_max_age was lowered, it waits at least until jwt/config's
+jwks_old_max_age_until, when copies served with the old max-age expire. Then the
 old version becomes "previous" and stays in the JWKS for the key's
 verification_ttl, so tokens it signed keep verifying; after that it is
 removed, private key and all.

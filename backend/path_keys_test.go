@@ -460,3 +460,74 @@ func TestPeriodicMaintainsUnloadableKey(t *testing.T) {
 		t.Fatalf("retired version 1 not pruned: %d versions", len(k.Versions))
 	}
 }
+
+// TestStagedRotationAfterLoweringJWKSMaxAge: a JWKS copy served with
+// max-age=3600 may be cached (by a CDN or shared cache too) for that hour,
+// whatever jwks_max_age says later; so after jwks_max_age is lowered, a
+// staged rotation, manual or by rotation_period, does not sign before that
+// hour is over. Once it is, the lead is jwks_max_age again. immediate=true
+// skips the wait on purpose, as for a compromised key.
+func TestStagedRotationAfterLoweringJWKSMaxAge(t *testing.T) {
+	const (
+		servedAt   = "2026-11-23T13:00:00Z" // the JWKS copy with max-age=3600
+		freshUntil = "2026-11-23T14:00:00Z"
+	)
+	for _, tc := range []struct {
+		name  string
+		wait  time.Duration // after lowering, before staging
+		stage func(t *testing.T, tb *testBackend)
+		want  string // version 2's activates_at
+	}{
+		{"rotate at once", 0, rotateK(nil), freshUntil},
+		{"rotate half an hour later", 30 * time.Minute, rotateK(nil), freshUntil},
+		{"rotate with less than jwks_max_age left", time.Hour - 5*time.Second, rotateK(nil), "2026-11-23T14:00:05Z"},
+		{"rotate once the old copies are stale", 2 * time.Hour, rotateK(nil), "2026-11-23T15:00:10Z"},
+		{"rotate immediate=true", 0, rotateK(map[string]any{"immediate": true}), servedAt},
+		{"rotation_period, at once", 0, periodicK, freshUntil},
+		{"rotation_period, half an hour later", 30 * time.Minute, periodicK, freshUntil},
+		{"rotation_period, once the old copies are stale", 2 * time.Hour, periodicK, "2026-11-23T15:00:10Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := getTestBackend(t)
+			tb.mustWrite(t, "keys/k", nil) // version 1 signs from 12:00
+			tb.clock.Add(time.Hour)
+			tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "1h"})
+			_, resp := readJWKS(t, tb, "jwks")
+			if cc := resp.Data[logical.HTTPCacheControlHeader]; cc != "public, max-age=3600" || tb.clock.Now().Format(time.RFC3339) != servedAt {
+				t.Fatalf("Cache-Control %v at %s", cc, tb.clock.Now().Format(time.RFC3339))
+			}
+			tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "10s"})
+
+			tb.clock.Add(tc.wait)
+			tc.stage(t, tb)
+			d := tb.mustRead(t, "keys/k").Data
+			v2, ok := d["versions"].(map[string]any)["2"].(map[string]any)
+			if !ok {
+				t.Fatalf("no version 2: %#v", d)
+			}
+			if got := v2["activates_at"]; got != tc.want {
+				t.Fatalf("version 2 staged at %s signs at %v, want %s: a JWKS copy without it, served at %s with max-age=3600, is fresh until %s",
+					tb.clock.Now().Format(time.RFC3339), got, tc.want, servedAt, freshUntil)
+			}
+		})
+	}
+}
+
+// rotateK stages a rotation of key k with keys/k/rotate.
+func rotateK(data map[string]any) func(t *testing.T, tb *testBackend) {
+	return func(t *testing.T, tb *testBackend) {
+		t.Helper()
+		tb.mustWrite(t, "keys/k/rotate", data)
+	}
+}
+
+// periodicK gives key k a rotation_period that is already over (version 1
+// signed from 12:00) and runs the periodic function, which stages the
+// rotation.
+func periodicK(t *testing.T, tb *testBackend) {
+	t.Helper()
+	tb.mustWrite(t, "keys/k", map[string]any{"rotation_period": "1h"})
+	if err := tb.periodic(t.Context(), &logical.Request{Storage: tb.storage}); err != nil {
+		t.Fatal(err)
+	}
+}
