@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -28,6 +29,10 @@ func pathVerify(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"token":    {Type: framework.TypeString, Required: true, Description: "The JWT to check, in compact serialization."},
 			"audience": {Type: framework.TypeString, Description: `If set, the token's "aud" must contain it.`},
+			"typ": {
+				Type:        framework.TypeString,
+				Description: `If set, the token's "typ" header must be this media type, such as JWT or at+jwt: compared case-insensitively, with "application/" implied where there is no "/" (RFC 7515 §4.1.9), so at+jwt matches application/AT+JWT.`,
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
@@ -41,6 +46,7 @@ func pathVerify(b *backend) *framework.Path {
 							"claims": {Type: framework.TypeMap, Description: "The token's claims, when active."},
 							"kid":    {Type: framework.TypeString, Description: "The key version that signed it, when active."},
 							"alg":    {Type: framework.TypeString, Description: "Its algorithm, when active."},
+							"typ":    {Type: framework.TypeString, Description: `Its "typ" header as it is, when active and the token has one.`},
 							"reason": {Type: framework.TypeString, Description: "Why it is not active."},
 						},
 					}},
@@ -57,7 +63,11 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	if token == "" {
 		return badRequest(`invalid "token": required`)
 	}
-	res, err := b.verifyToken(ctx, req.Storage, token, d.Get("audience").(string))
+	typ := d.Get("typ").(string)
+	if typ != "" && !typRe.MatchString(typ) {
+		return badRequest(`invalid "typ": must be 1 to 64 characters of letters, digits and . + - /, such as JWT or at+jwt`)
+	}
+	res, err := b.verifyToken(ctx, req.Storage, token, d.Get("audience").(string), typ)
 	if err != nil {
 		return b.respondErr(err, "verify failed")
 	}
@@ -98,7 +108,7 @@ func (b *backend) ourTokenClaims(ctx context.Context, s logical.Storage, token s
 	return p, claims, "", nil
 }
 
-func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, audience string) (map[string]any, error) {
+func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, audience, typ string) (map[string]any, error) {
 	inactive := func(format string, args ...any) (map[string]any, error) {
 		return map[string]any{"active": false, "reason": fmt.Sprintf(format, args...)}, nil
 	}
@@ -108,6 +118,15 @@ func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, aud
 	}
 	if reason != "" {
 		return inactive("%s", reason)
+	}
+	// Explicit typing (RFC 8725 §3.11): a caller that expects, say,
+	// access tokens refuses this mount's other kinds of token.
+	switch {
+	case typ == "":
+	case p.Typ == "":
+		return inactive("no %q header, want %q", "typ", typ)
+	case !sameMediaType(p.Typ, typ):
+		return inactive("typ %q is not %q", p.Typ, typ)
 	}
 	now := b.now()
 	exp, err := numericDate(claims, "exp", true)
@@ -144,7 +163,24 @@ func (b *backend) verifyToken(ctx context.Context, s logical.Storage, token, aud
 	if reason := revs.revokedReason(claims); reason != "" {
 		return inactive("%s", reason)
 	}
-	return map[string]any{"active": true, "claims": claims, "kid": p.Kid, "alg": string(p.Alg)}, nil
+	res := map[string]any{"active": true, "claims": claims, "kid": p.Kid, "alg": string(p.Alg)}
+	if p.Typ != "" {
+		res["typ"] = p.Typ
+	}
+	return res, nil
+}
+
+// sameMediaType compares two "typ" values as RFC 7515 §4.1.9 says
+// recipients must: media type names are case-insensitive, and a value
+// without "/" stands for "application/" + it.
+func sameMediaType(a, b string) bool {
+	full := func(t string) string {
+		if !strings.Contains(t, "/") {
+			return "application/" + t
+		}
+		return t
+	}
+	return strings.EqualFold(full(a), full(b))
 }
 
 // keyVersionByKid finds a published version by kid, through the cached
@@ -249,8 +285,8 @@ func hasAudience(aud any, want string) bool {
 
 const pathVerifyHelpDesc = `
 Checks a token as strictly as the engine signs it, and answers in the style of
-RFC 7662 token introspection: "active" true with the claims, kid and alg, or
-false with a "reason" for operators.
+RFC 7662 token introspection: "active" true with the claims, kid, alg and
+typ, or false with a "reason" for operators.
 
 The token must be a compact JWS of at most 16 KiB with exactly two dots, in
 unpadded base64url without stray bits or bytes outside the alphabet (a line
@@ -263,7 +299,11 @@ headers are refused and never followed. Signatures are checked strictly:
 exact lengths, ECDSA as R‖S with neither half zero, PSS with the salt as
 long as the hash. "exp" is required; "exp", "nbf" and "iat" are checked with
 30s of leeway; "iss" must be this mount's issuer or a role's; "aud" must
-contain "audience" when given. Retired and deleted key versions are unknown.
-A malformed or invalid token is a 200 with active=false; a missing "token"
-is a 400.
+contain "audience" when given. With "typ" given, the token's "typ" header
+must be that media type (RFC 8725 §3.11 explicit typing; compared as RFC
+7515 §4.1.9 says: case-insensitively, "application/" implied where there is
+no "/"), so a service that takes only at+jwt access tokens can refuse this
+mount's other tokens. Retired and deleted key versions are unknown.
+A malformed or invalid token is a 200 with active=false; a missing "token",
+or a "typ" that is not 1 to 64 letters, digits and . + - /, is a 400.
 `

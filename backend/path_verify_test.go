@@ -326,3 +326,81 @@ func TestIssuerSetFollowsConfigChange(t *testing.T) {
 		t.Fatalf("a token of the new issuer: inactive (%s); an issuer set built from the old config was cached", reason)
 	}
 }
+
+// TestVerifyTyp: verify answers the header's "typ", and with "typ" given
+// requires the token's to match it as RFC 7515 §4.1.9 compares media
+// types: case-insensitively, with "application/" implied where there is no
+// "/". A token of another kind is inactive and says why (RFC 8725 §3.11).
+func TestVerifyTyp(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tokens := map[string]string{}
+	for role, typ := range map[string]string{"plain": "", "at": "at+jwt", "secevent": "application/secevent+jwt"} {
+		data := map[string]any{"key": "k"}
+		if typ != "" {
+			data["typ"] = typ
+		}
+		tb.mustWrite(t, "roles/"+role, data)
+		tokens[role] = tb.mustWrite(t, "issue/"+role, nil).Data["token"].(string)
+	}
+	// A token of this mount whose header has no typ (none of its roles
+	// issues one).
+	claims := fmt.Sprintf(`{"iss":"https://vault.test/v1/jwt","exp":%d}`, tb.clock.Now().Unix()+600)
+	kid := decodeSegment(t, strings.Split(tokens["plain"], ".")[0])["kid"].(string)
+	tokens["untyped"] = tb.signClaims(t, "k", b64s([]byte(`{"alg":"ES256","kid":"`+kid+`"}`)), claims)
+
+	for _, tc := range []struct {
+		token, typ string
+		wantTyp    any    // typ in an active answer; nil for none
+		reason     string // for an inactive one
+	}{
+		{"plain", "", "JWT", ""},
+		{"plain", "JWT", "JWT", ""},
+		{"plain", "jwt", "JWT", ""},
+		{"plain", "application/jwt", "JWT", ""},
+		{"plain", "at+jwt", nil, `typ "JWT" is not "at+jwt"`},
+		{"at", "", "at+jwt", ""},
+		{"at", "at+jwt", "at+jwt", ""},
+		{"at", "AT+JWT", "at+jwt", ""},
+		{"at", "Application/At+JWT", "at+jwt", ""},
+		{"at", "JWT", nil, `typ "at+jwt" is not "JWT"`},
+		{"at", "application/at+jwt+x", nil, `typ "at+jwt" is not "application/at+jwt+x"`},
+		{"secevent", "secevent+jwt", "application/secevent+jwt", ""},
+		{"secevent", "APPLICATION/SECEVENT+JWT", "application/secevent+jwt", ""},
+		{"secevent", "jwt", nil, `typ "application/secevent+jwt" is not "jwt"`},
+		{"untyped", "", nil, ""},
+		{"untyped", "JWT", nil, `no "typ" header, want "JWT"`},
+	} {
+		t.Run(tc.token+" typ="+tc.typ, func(t *testing.T) {
+			data := map[string]any{"token": tokens[tc.token]}
+			if tc.typ != "" {
+				data["typ"] = tc.typ
+			}
+			d := tb.mustWrite(t, "verify", data).Data
+			if tc.reason != "" {
+				if d["active"] != false || d["reason"] != tc.reason {
+					t.Fatalf("active=%v reason=%v, want inactive: %q", d["active"], d["reason"], tc.reason)
+				}
+				return
+			}
+			if d["active"] != true || d["typ"] != tc.wantTyp {
+				t.Fatalf("active=%v typ=%v reason=%v, want active with typ %v", d["active"], d["typ"], d["reason"], tc.wantTyp)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name string
+		typ  any
+		want string
+	}{
+		{"a list", []any{"JWT"}, `invalid "typ": must be a string`},
+		{"white space", "at+jwt ", `invalid "typ"`},
+		{"a parameter", "JWT; charset=utf-8", `invalid "typ"`},
+		{"too long", strings.Repeat("a", 65), `invalid "typ"`},
+	} {
+		t.Run("refused: "+tc.name, func(t *testing.T) {
+			tb.wantBadRequest(t, logical.UpdateOperation, "verify", map[string]any{"token": tokens["at"], "typ": tc.typ}, tc.want)
+		})
+	}
+}
