@@ -84,9 +84,17 @@ func cancelMargin(v *keyVersion) time.Duration {
 const pathKeysRevokeVersionHelpDesc = `
 Retires a previous version of a key at once, for a compromised key: it leaves
 the JWKS, its private key (or KMS binding) is deleted, and jwt/verify treats
-its tokens as unknown. Verifiers that cached the JWKS drop it when their copy
-expires (Cache-Control max-age is jwt/config's jwks_max_age, default 5m). The current version
-cannot be revoked: rotate with immediate=true first, then revoke the old one.
+its tokens as unknown. The current version cannot be revoked: rotate with
+immediate=true first, then revoke the old one, back to back.
+
+Verifiers that cache the JWKS drop the version when they next fetch it, and
+jwks_max_age does not bound that: JWT libraries ignore Cache-Control (npm
+jose keeps a set for 10 minutes by default, PyJWT's PyJWKClient for 300
+seconds, go-oidc until a token names a kid it lacks or it restarts). They
+refetch, replacing the whole set, on a token with an unknown kid: the first
+token of the version rotate just made, so one that arrives after the revoke
+makes them drop the compromised version, which is why the two writes go back
+to back. Tell relying parties to flush their JWKS caches or restart.
 Revoking a version still waiting to sign (state next) cancels that rotation,
 until 1 minute before it signs (or half its wait, if it waits less than 2
 minutes): closer than that, a node that has not yet seen the cancel may sign
