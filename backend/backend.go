@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
-	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -178,21 +177,17 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	return b.viaFramework(ctx, req)
 }
 
-// HandleExistenceCheck runs before HandleRequest on create and update,
-// over the same fields. It only needs the name in the path, so it sees a
-// copy of the request without the JSON-object fields: the framework would
-// refuse their string form here, and HandleRequest reports a bad value as
-// a 400 naming the field. The other fields are checked here as in
-// HandleRequest, so that the framework's conversion error, which quotes
-// the value, is never what the caller gets.
+// HandleExistenceCheck runs before HandleRequest on create and update, and
+// before Vault's ACL check: it must answer from the path alone. Vault logs
+// any error here at ERROR and sends it to the caller, so a body checked here
+// would give a caller without permission a 400 naming a field instead of a
+// 403. The framework's check sees a copy of the request without the body:
+// it still takes the name from the path's captures, and HandleRequest, after
+// the ACL check, refuses a malformed body.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
-	if stripped, ok := withoutJSONFields(req); ok {
-		req = stripped
-	}
-	if resp := b.routedFields(req); resp != nil {
-		return false, false, errutil.UserError{Err: resp.Error().Error()}
-	}
-	return b.Backend.HandleExistenceCheck(ctx, req)
+	pathOnly := *req
+	pathOnly.Data = nil
+	return b.Backend.HandleExistenceCheck(ctx, &pathOnly)
 }
 
 func (b *backend) resetCaches() {

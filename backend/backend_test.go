@@ -421,3 +421,39 @@ func TestWeaklyTypedInputs(t *testing.T) {
 	tb.mustWrite(t, "revoke", map[string]any{"jti": json.Number("42"), "exp": "2000000000"})
 	tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "1h"})
 }
+
+// TestExistenceCheckIgnoresBody: Vault runs the existence check before its
+// ACL check, so it must look only at the path. A malformed body is for
+// HandleRequest, which comes after the ACL check, to refuse: otherwise a
+// caller without permission gets a 400 naming a field instead of a 403,
+// and Vault logs each such request at ERROR.
+func TestExistenceCheckIgnoresBody(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	for _, tc := range []struct {
+		path             string
+		data             map[string]any
+		checkFound, want bool
+	}{
+		{"issue/r", map[string]any{"ttl": "abc"}, false, false},
+		{"issue/r", map[string]any{"claims": "not json"}, false, false},
+		{"verify", map[string]any{"token": []any{"x"}}, false, false},
+		{"config", map[string]any{"jwks_max_age": "abc"}, false, false},
+		{"keys/k", map[string]any{"rsa_bits": "abc"}, true, true},
+		{"keys/new", map[string]any{"rsa_bits": "abc"}, true, false},
+		{"roles/r", map[string]any{"ttl": "1.5s", "claims": "not json"}, true, true},
+		{"roles/new", map[string]any{"max_audiences": []any{1}}, true, false},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			req := &logical.Request{Operation: logical.UpdateOperation, Path: tc.path, Data: maps.Clone(tc.data), Storage: tb.storage}
+			checkFound, exists, err := tb.HandleExistenceCheck(context.Background(), req)
+			if err != nil || checkFound != tc.checkFound || exists != tc.want {
+				t.Fatalf("HandleExistenceCheck(update, %s, %v) = (%v, %v, %v), want (%v, %v, nil)",
+					tc.path, tc.data, checkFound, exists, err, tc.checkFound, tc.want)
+			}
+			// HandleRequest, after the ACL check, still refuses the body.
+			tb.wantBadRequest(t, logical.UpdateOperation, tc.path, tc.data)
+		})
+	}
+}

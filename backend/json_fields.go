@@ -3,7 +3,6 @@ package backend
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -50,32 +49,6 @@ func decodeJSONFields(req *logical.Request) *logical.Response {
 		}
 	}
 	return nil
-}
-
-// withoutJSONFields returns a copy of req without its JSON-object fields,
-// and whether there were any. req is left as it is.
-func withoutJSONFields(req *logical.Request) (*logical.Request, bool) {
-	for prefix, fields := range jsonObjectFields {
-		if !strings.HasPrefix(req.Path, prefix) {
-			continue
-		}
-		var data map[string]any
-		for _, field := range fields {
-			if _, ok := req.Data[field]; !ok {
-				continue
-			}
-			if data == nil {
-				data = maps.Clone(req.Data)
-			}
-			delete(data, field)
-		}
-		if data != nil {
-			cp := *req
-			cp.Data = data
-			return &cp, true
-		}
-	}
-	return nil, false
 }
 
 // parseJSONObject decodes s, which must be one JSON object of at most

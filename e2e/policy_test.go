@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,6 +52,11 @@ func TestPolicy(t *testing.T) {
 		{"list roles", []string{"list", mountPath + "/roles"}},
 		{"rotate key", []string{"write", "-f", mountPath + "/keys/k/rotate"}},
 		{"change config", []string{"write", mountPath + "/config", "issuer=https://attacker.invalid"}},
+		// Vault's ACL check comes after the plugin's existence check: a
+		// malformed body must still be a 403, not a 400 naming a field.
+		{"malformed issue from role b", []string{"write", mountPath + "/issue/b", "ttl=abc"}},
+		{"malformed key write", []string{"write", mountPath + "/keys/k", "rsa_bits=abc"}},
+		{"malformed new key", []string{"write", mountPath + "/keys/new", "rsa_bits=abc"}},
 	}
 	for _, tc := range denied {
 		t.Run("denied: "+tc.name, func(t *testing.T) {
@@ -66,6 +72,16 @@ func TestPolicy(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("no existence-check errors in the server log", func(t *testing.T) {
+		log, err := os.ReadFile(s.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(log), "failed to run existence check") {
+			t.Errorf("Vault logged a failed existence check: the plugin's existence check looked at the request body")
+		}
+	})
 
 	t.Run("denied over HTTP", func(t *testing.T) {
 		resp, body := httpDo(t, http.MethodPost, s.addr+"/v1/"+mountPath+"/issue/b", token, "{}")
