@@ -536,5 +536,8 @@ forwarded to the active node.
 
 batch_input issues one token per item, each checked like a single request,
 signing on every core: each item gets its own result or error in
-batch_results, in order, and refused items do not stop the others.
+batch_results, in order, and refused items do not stop the others. Vault
+policy's allowed_parameters and denied_parameters see only top-level
+fields, not what is inside batch_input: put limits on the role, or deny
+batches with denied_parameters = { "batch_input" = [] }.
 `
