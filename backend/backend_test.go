@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -455,5 +456,55 @@ func TestExistenceCheckIgnoresBody(t *testing.T) {
 			// HandleRequest, after the ACL check, still refuses the body.
 			tb.wantBadRequest(t, logical.UpdateOperation, tc.path, tc.data)
 		})
+	}
+}
+
+// openAPI returns the OpenAPI document the framework builds for the
+// backend, as Vault asks for it: a help request on the mount's root.
+func (tb *testBackend) openAPI(t *testing.T) *framework.OASDocument {
+	t.Helper()
+	tb.sys.PluginEnvironment = &logical.PluginEnvironment{VaultVersion: "1.21.1"}
+	resp, err := tb.handler.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.HelpOperation, Path: "", Storage: tb.storage,
+		Data: map[string]any{"requestResponsePrefix": "jwt"},
+	})
+	if err != nil || resp == nil {
+		t.Fatalf("root help: resp=%v err=%v", resp, err)
+	}
+	doc, ok := resp.Data["openapi"].(*framework.OASDocument)
+	if !ok || len(doc.Paths) == 0 {
+		t.Fatalf("root help has no OpenAPI document: %T", resp.Data["openapi"])
+	}
+	return doc
+}
+
+// TestOpenAPIOperationIDs: every operation has an ID, no two share one, and
+// each starts with the engine's prefix, which must not be Vault's JWT auth
+// method's "jwt": clients generated from Vault's spec name their methods
+// after these IDs.
+func TestOpenAPIOperationIDs(t *testing.T) {
+	tb := getTestBackend(t)
+	doc := tb.openAPI(t)
+	seen := map[string]string{}
+	for path, item := range doc.Paths {
+		for method, op := range map[string]*framework.OASOperation{
+			"get": item.Get, "post": item.Post, "delete": item.Delete, "patch": item.Patch,
+		} {
+			if op == nil {
+				continue
+			}
+			where := method + " " + path
+			id := op.OperationID
+			if !strings.HasPrefix(id, "jwt-secrets-") {
+				t.Errorf("%s: operationId %q does not start with jwt-secrets-", where, id)
+			}
+			if other, dup := seen[id]; dup {
+				t.Errorf("operationId %q on both %s and %s", id, other, where)
+			}
+			seen[id] = where
+		}
+	}
+	if len(seen) < 20 {
+		t.Errorf("only %d operations in the spec", len(seen))
 	}
 }

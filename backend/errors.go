@@ -7,8 +7,10 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// operationPrefix names this engine's operations in Vault's OpenAPI.
-const operationPrefix = "jwt"
+// operationPrefix names this engine's operations in Vault's OpenAPI. Not
+// "jwt": Vault's built-in JWT auth method has that prefix, and generated
+// clients would get two sets of methods with the same names.
+const operationPrefix = "jwt-secrets"
 
 // userError marks an error the caller caused; handlers turn it into a 400.
 // Its message names the field and the rule.
