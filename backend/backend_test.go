@@ -508,3 +508,37 @@ func TestOpenAPIOperationIDs(t *testing.T) {
 		t.Errorf("only %d operations in the spec", len(seen))
 	}
 }
+
+// TestOpenAPIQueryParameters: for a GET, the spec lists only fields marked
+// Query, so a read-only path's own fields must be: without it a generated
+// client cannot page through jwt/revocations.
+func TestOpenAPIQueryParameters(t *testing.T) {
+	tb := getTestBackend(t)
+	doc := tb.openAPI(t)
+	op := doc.Paths["/revocations"].Get
+	if op == nil {
+		t.Fatal("no GET /revocations in the spec")
+	}
+	got := map[string]string{}
+	for _, p := range op.Parameters {
+		got[p.Name] = p.In
+	}
+	for _, name := range []string{"after", "limit"} {
+		if got[name] != "query" {
+			t.Errorf("GET /revocations: parameter %q is %q, want in: query (parameters %v)", name, got[name], got)
+		}
+	}
+	// Every path that only reads: each field not taken from the URL is a
+	// query parameter.
+	for _, p := range tb.Paths {
+		readOnly := len(p.Operations) > 0
+		for op := range p.Operations {
+			readOnly = readOnly && (op == logical.ReadOperation || op == logical.ListOperation)
+		}
+		for name, f := range p.Fields {
+			if readOnly && !f.Query && !strings.Contains(p.Pattern, "(?P<"+name+">") {
+				t.Errorf("%s: field %q is not Query: the spec leaves it out", p.Pattern, name)
+			}
+		}
+	}
+}

@@ -46,8 +46,8 @@ func pathRevoke(b *backend) []*framework.Path {
 			Pattern:      "revocations",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "list", OperationSuffix: "revocations"},
 			Fields: map[string]*framework.FieldSchema{
-				"after": {Type: framework.TypeString, Description: `The "next" value of the previous page; empty for the first page.`},
-				"limit": {Type: framework.TypeInt, Default: defaultRevocationsPage, Description: "Entries per page, at least (whole storage buckets are returned); at most 100000."},
+				"after": {Type: framework.TypeString, Query: true, Description: `The "next" value of the previous page; empty for the first page.`},
+				"limit": {Type: framework.TypeInt, Query: true, Default: defaultRevocationsPage, Description: "Entries per page, at least (whole storage buckets are returned); at most 100000."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
