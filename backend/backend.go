@@ -8,8 +8,10 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-multierror"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
@@ -90,6 +92,16 @@ type backend struct {
 	// that an entry, JWKS or issuer set loaded across a change is not
 	// cached.
 	gen uint64
+
+	// logger is Vault's logger with the mount this backend serves; see
+	// Logger.
+	logger atomic.Pointer[mountLogger]
+}
+
+// mountLogger is a logger that names a mount on every line.
+type mountLogger struct {
+	mount string
+	hclog.Logger
 }
 
 // Option configures a backend built by NewFactory.
@@ -166,6 +178,7 @@ func newBackend(opts ...Option) *backend {
 // requests, the hot path, skip the framework's routing (see handleIssue);
 // everything else goes through it.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	b.noteMount(req.MountPoint)
 	if resp := decodeJSONFields(req); resp != nil {
 		return resp, logical.ErrInvalidRequest
 	}
@@ -188,6 +201,30 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	pathOnly := *req
 	pathOnly.Data = nil
 	return b.Backend.HandleExistenceCheck(ctx, &pathOnly)
+}
+
+// Logger is the logger for everything the backend writes: the one Vault
+// gave it, with "mount" set to the mount point requests arrive on. Vault
+// gives every mount of a multiplexed plugin the same logger, so without it
+// one mount's lines cannot be told from another's. A backend serves one
+// mount, and every request, the periodic function's too, carries its mount
+// point (Vault's router sets req.MountPoint), so HandleRequest records it
+// (noteMount) before anything can log. Until a request has, lines have no
+// mount.
+func (b *backend) Logger() hclog.Logger {
+	if l := b.logger.Load(); l != nil {
+		return l.Logger
+	}
+	return b.Backend.Logger()
+}
+
+// noteMount makes mount the one Logger names. It costs one atomic load
+// unless the mount has changed (a remount).
+func (b *backend) noteMount(mount string) {
+	if l := b.logger.Load(); mount == "" || l != nil && l.mount == mount {
+		return
+	}
+	b.logger.Store(&mountLogger{mount: mount, Logger: b.Backend.Logger().With("mount", mount)})
 }
 
 func (b *backend) resetCaches() {

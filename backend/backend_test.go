@@ -542,3 +542,48 @@ func TestOpenAPIQueryParameters(t *testing.T) {
 		}
 	}
 }
+
+// TestLogLinesNameTheMount: one plugin process serves every mount, and
+// Vault gives them one logger, so each line the backend writes names its
+// mount: a security WARN from a request, and the periodic function's
+// lines, which Vault sends through HandleRequest with the mount point too.
+func TestLogLinesNameTheMount(t *testing.T) {
+	for _, mount := range []string{"jwt/", "ns1/jwt-b/"} {
+		tb := getTestBackend(t)
+		tb.mountPoint = mount
+		tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256", "rotation_period": "24h"})
+		tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "refresh_ttl": "1h"})
+		rt := tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string)
+		tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+		if resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}); err == nil || !resp.IsError() {
+			t.Fatalf("%s: reuse not refused: %v %v", mount, resp, err)
+		}
+		tb.clock.Add(24 * time.Hour)
+		if _, err := tb.handler.HandleRequest(context.Background(), &logical.Request{
+			Operation: logical.RollbackOperation, Storage: tb.storage, MountPoint: mount,
+		}); err != nil {
+			t.Fatalf("%s: periodic: %v", mount, err)
+		}
+
+		seen := map[string]string{}
+		for line := range strings.Lines(tb.logs.String()) {
+			var l struct {
+				Level   string `json:"@level"`
+				Message string `json:"@message"`
+				Mount   string `json:"mount"`
+			}
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				t.Fatalf("log line is not JSON: %v: %s", err, line)
+			}
+			if l.Mount != mount {
+				t.Errorf("%s: log line with mount %q: %s", mount, l.Mount, line)
+			}
+			seen[l.Message] = l.Level
+		}
+		for msg, level := range map[string]string{"refresh token reused: token family revoked": "warn", "staged key rotation": "info"} {
+			if seen[msg] != level {
+				t.Errorf("%s: %q not logged at %s", mount, msg, level)
+			}
+		}
+	}
+}

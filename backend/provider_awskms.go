@@ -242,7 +242,6 @@ func normalEndpoint(ctx context.Context, region, endpoint string) string {
 
 // newGovernor builds the governor of region and endpoint from cfg's limits.
 func (b *backend) newGovernor(cfg *awsConfig, region, endpoint string) *awskms.Governor {
-	logger := b.Logger()
 	return awskms.NewGovernor(awskms.GovernorOptions{
 		MaxRequestsPerSecond: float64(cfg.MaxRequestsPerSecond),
 		MaxConcurrency:       cfg.MaxConcurrency,
@@ -251,9 +250,9 @@ func (b *backend) newGovernor(cfg *awsConfig, region, endpoint string) *awskms.G
 		OnBreakerChange: func(from, to string, failures int) {
 			kv := []any{"region", region, "endpoint", endpoint, "from", from, "to", to, "consecutive_failures", failures}
 			if to == awskms.BreakerOpen {
-				logger.Error("KMS circuit breaker open: KMS calls fail fast until a probe succeeds", append(kv, "cooldown", cfg.BreakerCooldown.String())...)
+				b.Logger().Error("KMS circuit breaker open: KMS calls fail fast until a probe succeeds", append(kv, "cooldown", cfg.BreakerCooldown.String())...)
 			} else {
-				logger.Info("KMS circuit breaker closed: KMS answers again", kv...)
+				b.Logger().Info("KMS circuit breaker closed: KMS answers again", kv...)
 			}
 		},
 	})
