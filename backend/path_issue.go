@@ -529,10 +529,11 @@ Returns a JWT signed by the current version of the role's key, with
 "jti" set by the engine. The caller may ask for an audience, a subject,
 extra claims and a ttl, each only as far as the role allows; anything else
 is refused with a 400 that names the field. No lease is created (revoke
-tokens with jwt/revoke), and nothing is stored unless the role has
-refresh_ttl: then a refresh token family is stored and a refresh token is
-returned too (see jwt/refresh), and on a performance standby the request is
-forwarded to the active node.
+tokens with jwt/revoke), so the mount's default_lease_ttl and max_lease_ttl
+do not apply: the role's ttl and max_ttl set the lifetime. Nothing is
+stored unless the role has refresh_ttl: then a refresh token family is
+stored and a refresh token is returned too (see jwt/refresh), and on a
+performance standby the request is forwarded to the active node.
 
 batch_input issues one token per item, each checked like a single request,
 signing on every core: each item gets its own result or error in

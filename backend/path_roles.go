@@ -47,7 +47,7 @@ func pathRoles(b *backend) *framework.Path {
 			"max_ttl": {
 				Type:        framework.TypeDurationSecond,
 				Default:     int(defaultMaxTTL.Seconds()),
-				Description: "Longest lifetime a caller may ask for. At most the key's verification_ttl, and at most 87600h (10 years).",
+				Description: "Longest lifetime a caller may ask for. At most the key's verification_ttl, and at most 87600h (10 years). The mount's max_lease_ttl does not apply: tokens are not leases.",
 			},
 			"audiences": {
 				Type:        framework.TypeCommaStringSlice,
