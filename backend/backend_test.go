@@ -587,3 +587,26 @@ func TestLogLinesNameTheMount(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretFieldsAreSensitive: request fields that carry a bearer secret
+// (a token, a refresh token, an AWS secret) are marked Sensitive, so the UI
+// and generated clients treat them as secrets.
+func TestSecretFieldsAreSensitive(t *testing.T) {
+	tb := getTestBackend(t)
+	secret := map[string]bool{"token": true, "refresh_token": true, "secret_key": true, "session_token": true}
+	found := 0
+	for _, p := range tb.Paths {
+		for name, f := range p.Fields {
+			if !secret[name] {
+				continue
+			}
+			found++
+			if f.DisplayAttrs == nil || !f.DisplayAttrs.Sensitive {
+				t.Errorf("%s: field %q is not marked Sensitive", p.Pattern, name)
+			}
+		}
+	}
+	if found < 5 {
+		t.Errorf("found %d secret fields, want verify's and revoke's token, refresh_token, secret_key and session_token", found)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -79,19 +80,26 @@ func issueFields() map[string]*framework.FieldSchema {
 	return f
 }
 
-// issueResponseFields describe a single token; a batch_input request gets
-// batch_results instead, a list of the same objects or {"error": ...}.
-var issueResponseFields = map[string]*framework.FieldSchema{
+// tokenResponseFields describe a single token: what issue returns, and
+// refresh.
+var tokenResponseFields = map[string]*framework.FieldSchema{
 	"token":              {Type: framework.TypeString, Description: "The signed JWT, compact serialization."},
 	"alg":                {Type: framework.TypeString, Description: "JWS algorithm."},
 	"kid":                {Type: framework.TypeString, Description: "Key ID of the signing key version."},
 	"jti":                {Type: framework.TypeString, Description: `The token's "jti" (the role's tag, ".", 128 random bits); empty when the role sets jti=false.`},
 	"expires_at":         {Type: framework.TypeString, Description: "Expiry time, RFC 3339."},
 	"expires_in":         {Type: framework.TypeInt64, Description: "Seconds until expiry."},
-	"batch_results":      {Type: framework.TypeSlice, Description: "For batch_input: one object per item, in order: token (and refresh_token, refresh_expires_at for refresh roles), its reference if it had one; or error."},
 	"refresh_token":      {Type: framework.TypeString, Description: "Only for roles with refresh_ttl: exchange it at jwt/refresh, once."},
 	"refresh_expires_at": {Type: framework.TypeString, Description: "Only with refresh_token: when it expires, RFC 3339."},
 }
+
+// issueResponseFields are tokenResponseFields; a batch_input request gets
+// batch_results instead, a list of the same objects or {"error": ...}.
+var issueResponseFields = func() map[string]*framework.FieldSchema {
+	f := maps.Clone(tokenResponseFields)
+	f["batch_results"] = &framework.FieldSchema{Type: framework.TypeSlice, Description: "For batch_input: one object per item, in order: token (and refresh_token, refresh_expires_at for refresh roles), its reference if it had one; or error."}
+	return f
+}()
 
 // pathIssue signs a token. It writes nothing to storage and takes role,
 // key and config from the in-memory caches, so performance standbys serve it

@@ -17,14 +17,14 @@ func pathRefresh(b *backend) *framework.Path {
 			OperationSuffix: "token",
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"refresh_token": {Type: framework.TypeString, Required: true, Description: "The latest refresh token of a token family, from issue or the previous refresh."},
+			"refresh_token": {Type: framework.TypeString, Required: true, Description: "The latest refresh token of a token family, from issue or the previous refresh.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback: b.pathRefresh,
 				Summary:  "Exchange a refresh token for a new token and a new refresh token; reusing a refresh token revokes its family.",
 				Responses: map[int][]framework.Response{
-					http.StatusOK: {{Description: "OK", Fields: issueResponseFields}},
+					http.StatusOK: {{Description: "OK", Fields: tokenResponseFields}},
 				},
 			},
 		},

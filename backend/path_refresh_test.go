@@ -2,6 +2,9 @@ package backend
 
 import (
 	"context"
+	"maps"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -581,5 +584,18 @@ func TestTidyRefreshFamiliesKeepsChangesDuringReread(t *testing.T) {
 	tb.clock.Add(10 * time.Minute)
 	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
 		t.Fatalf("tidy removed %v entries: the revocation of a live family's latest token went", n)
+	}
+}
+
+// TestRefreshResponseSchema: refresh's response schema lists exactly what a
+// refresh returns (it never returns batch_results).
+func TestRefreshResponseSchema(t *testing.T) {
+	tb := refreshBackend(t)
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	got := slices.Sorted(maps.Keys(tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data))
+	op := tb.Route("refresh").Operations[logical.UpdateOperation].Properties()
+	schema := slices.Sorted(maps.Keys(op.Responses[http.StatusOK][0].Fields))
+	if !slices.Equal(got, schema) {
+		t.Errorf("refresh returns %v; its response schema lists %v", got, schema)
 	}
 }

@@ -21,7 +21,7 @@ func pathRevoke(b *backend) []*framework.Path {
 			Pattern:      "revoke",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "revoke", OperationSuffix: "token"},
 			Fields: map[string]*framework.FieldSchema{
-				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired (more than 30s ago: a 200 with a warning, and nothing is stored, unless it is a live refresh token family's latest token)."},
+				"token":   {Type: framework.TypeString, Description: "A token this mount issued: revokes its jti. Its signature is checked; it may have expired (more than 30s ago: a 200 with a warning, and nothing is stored, unless it is a live refresh token family's latest token).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 				"jti":     {Type: framework.TypeString, Description: `The "jti" to revoke, at most 1024 characters; needs "exp".`},
 				"exp":     {Type: framework.TypeInt64, Description: `Only with "jti": the token's "exp" (Unix seconds, 1 to 100000000000), after which the entry can be tidied. An exp more than 30s past gets a 200 with a warning, and nothing is stored, unless the jti is a live refresh token family's latest token.`},
 				"subject": {Type: framework.TypeString, Description: `Revoke every token of this "sub" issued at or before now, and its tokens without "iat". At most 1024 characters.`},

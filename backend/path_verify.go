@@ -27,7 +27,7 @@ func pathVerify(b *backend) *framework.Path {
 			OperationSuffix: "token",
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"token":    {Type: framework.TypeString, Required: true, Description: "The JWT to check, in compact serialization."},
+			"token":    {Type: framework.TypeString, Required: true, Description: "The JWT to check, in compact serialization.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 			"audience": {Type: framework.TypeString, Description: `If set, the token's "aud" must contain it.`},
 			"typ": {
 				Type:        framework.TypeString,
