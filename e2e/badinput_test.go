@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -116,6 +118,20 @@ func TestBadInput(t *testing.T) {
 		r := s.run(s.rootToken, "", "write", "-f", mountPath+"/issue/missing")
 		if out := r.Stdout + r.Stderr; r.Err == nil || !strings.Contains(out, "Code: 404") || !strings.Contains(out, `role "missing" does not exist`) {
 			t.Fatalf("want a 404 naming the role, got:\n%s", redact(out))
+		}
+	})
+
+	// Vault, not the plugin, wraps the message of every error that is not
+	// a 400 (vault/request_handling.go appends it to a multierror), as it
+	// does its own 405s; docs/api.md says so.
+	t.Run("a 404's message is wrapped by Vault", func(t *testing.T) {
+		resp, body := httpDo(t, http.MethodPost, s.addr+"/v1/"+mountPath+"/issue/missing", s.rootToken, "{}")
+		var e struct{ Errors []string }
+		if err := json.Unmarshal(body, &e); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("%s %s (%v)", resp.Status, redact(string(body)), err)
+		}
+		if want := "1 error occurred:\n\t* role \"missing\" does not exist\n\n"; len(e.Errors) != 1 || e.Errors[0] != want {
+			t.Errorf("errors %q, want [%q]", e.Errors, want)
 		}
 	})
 }
