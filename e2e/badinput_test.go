@@ -121,6 +121,24 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 
+	// Updates are partial POSTs; PATCH is not an operation of any path
+	// (docs/api.md).
+	for _, args := range [][]string{
+		{"patch", mountPath + "/roles/r", "ttl=3m"},
+		{"patch", mountPath + "/keys/k", "rotation_period=72h"},
+		{"patch", mountPath + "/config", "jwks_max_age=60"},
+	} {
+		t.Run("vault "+strings.Join(args, " ")+" is a 405", func(t *testing.T) {
+			r := s.run(s.rootToken, "", args...)
+			if out := r.Stdout + r.Stderr; r.Err == nil || !strings.Contains(out, "Code: 405") || !strings.Contains(out, "unsupported operation") {
+				t.Fatalf("want Code: 405 unsupported operation, got:\n%s", redact(out))
+			}
+			if after := snapshotOrFail(t, s); !reflect.DeepEqual(before, after) {
+				t.Fatalf("storage changed after a refused PATCH")
+			}
+		})
+	}
+
 	// Vault, not the plugin, wraps the message of every error that is not
 	// a 400 (vault/request_handling.go appends it to a multierror), as it
 	// does its own 405s; docs/api.md says so.
