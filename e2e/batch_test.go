@@ -5,8 +5,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -111,4 +113,38 @@ func TestBatchIssue(t *testing.T) {
 	if r.Err == nil || cliErrorCode(r.Stderr) != 400 || !strings.Contains(r.Stderr, `"batch_input"`) {
 		t.Fatalf("empty batch_input: want a 400 naming batch_input, got %v\n%s", r.Err, redact(r.Stderr))
 	}
+
+	// Batch results carry no jti, so audit_non_hmac_response_keys cannot
+	// make a batch-issued token findable in the audit log; hashing the
+	// token with sys/audit-hash can (docs/operations.md).
+	t.Run("audit-hash finds a batch-issued token", func(t *testing.T) {
+		logPath := filepath.Join(s.dir, "audit.log")
+		s.vault(t, "audit", "enable", "file", "file_path="+logPath)
+		t.Cleanup(func() { s.run(s.rootToken, "", "audit", "disable", "file/") })
+		s.vault(t, "secrets", "tune", "-audit-non-hmac-response-keys=jti", "-audit-non-hmac-response-keys=kid", mountPath+"/")
+
+		r := s.run(s.rootToken, `{"batch_input": [{"subject": "user-audit"}]}`, "write", "-format=json", mountPath+"/issue/r", "-")
+		var sec struct {
+			Data struct {
+				Results []map[string]any `json:"batch_results"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &sec); r.Err != nil || err != nil || len(sec.Data.Results) != 1 {
+			t.Fatalf("batch: %v %v\n%s", r.Err, err, redact(r.Stderr))
+		}
+		res := sec.Data.Results[0]
+		tok, _ := res["token"].(string)
+		secrets.add(tok)
+		if _, ok := res["jti"]; ok || tok == "" {
+			t.Fatalf("batch result keys %v: want a token and no jti", slices.Collect(maps.Keys(res)))
+		}
+		hash := s.vaultJSON(t, "write", "-format=json", "sys/audit-hash/file", "input="+tok).Data["hash"].(string)
+		log, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(hash, "hmac-sha256:") || !strings.Contains(string(log), `"token":"`+hash+`"`) {
+			t.Errorf("the audit log has no batch result with token %q", hash)
+		}
+	})
 }
