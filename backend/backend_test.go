@@ -507,6 +507,18 @@ func TestOpenAPIOperationIDs(t *testing.T) {
 	if len(seen) < 20 {
 		t.Errorf("only %d operations in the spec", len(seen))
 	}
+	// The spec merges create and update into one POST: "write", as the
+	// SDK's default and Vault's JWT auth method name it. Tidy also removes
+	// refresh families, not only revocations.
+	for id, where := range map[string]string{
+		"jwt-secrets-write-key":  "post /keys/{name}",
+		"jwt-secrets-write-role": "post /roles/{name}",
+		"jwt-secrets-tidy":       "post /tidy",
+	} {
+		if seen[id] != where {
+			t.Errorf("operationId %q is on %q, want %s", id, seen[id], where)
+		}
+	}
 }
 
 // TestOpenAPIQueryParameters: for a GET, the spec lists only fields marked

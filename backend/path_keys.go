@@ -84,13 +84,13 @@ func pathKeys(b *backend) *framework.Path {
 			logical.CreateOperation: &framework.PathOperation{
 				Callback:     b.pathKeyWrite,
 				Summary:      "Create a signing key.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "create"},
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"},
 				Responses:    keyResponses,
 			},
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:     b.pathKeyWrite,
 				Summary:      "Update a signing key's rotation_period or verification_ttl.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "update"},
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"},
 				Responses:    keyResponses,
 			},
 			logical.ReadOperation: &framework.PathOperation{

@@ -67,7 +67,7 @@ func pathRevoke(b *backend) []*framework.Path {
 		},
 		{
 			Pattern:      "tidy",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "tidy", OperationSuffix: "revocations"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "tidy"},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathTidy,

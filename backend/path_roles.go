@@ -130,13 +130,13 @@ func pathRoles(b *backend) *framework.Path {
 			logical.CreateOperation: &framework.PathOperation{
 				Callback:     b.pathRoleWrite,
 				Summary:      "Create a role.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "create"},
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"},
 				Responses:    roleResponses,
 			},
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:     b.pathRoleWrite,
 				Summary:      "Update a role; fields not sent keep their values.",
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "update"},
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "write"},
 				Responses:    roleResponses,
 			},
 			logical.ReadOperation: &framework.PathOperation{
