@@ -142,18 +142,18 @@ func pathConfigAWS(b *backend) *framework.Path {
 }
 
 var configAWSResponseFields = map[string]*framework.FieldSchema{
-	"access_key":              {Type: framework.TypeString, Required: true},
-	"secret_key_set":          {Type: framework.TypeBool, Required: true, Description: "Whether a secret key is stored."},
-	"session_token_set":       {Type: framework.TypeBool, Required: true},
-	"role_arn":                {Type: framework.TypeString, Required: true},
-	"region":                  {Type: framework.TypeString, Required: true},
-	"endpoint":                {Type: framework.TypeString, Required: true},
-	"max_requests_per_second": {Type: framework.TypeInt, Required: true},
-	"max_concurrency":         {Type: framework.TypeInt, Required: true},
-	"call_timeout":            {Type: framework.TypeDurationSecond, Required: true},
-	"max_attempts":            {Type: framework.TypeInt, Required: true},
-	"breaker_cooldown":        {Type: framework.TypeDurationSecond, Required: true},
-	"kms":                     {Type: framework.TypeMap, Required: true, Description: "Per governor, named by the resolved region and the normalised endpoint (empty for the region's default): breaker_state, consecutive_failures, rate_waits, fast_fails, in_flight."},
+	"access_key":              {Type: framework.TypeString, Required: true, Description: "AWS access key ID; empty: the AWS SDK's default credential chain is used."},
+	"secret_key_set":          {Type: framework.TypeBool, Required: true, Description: "Whether a secret key is stored. The key itself is never returned."},
+	"session_token_set":       {Type: framework.TypeBool, Required: true, Description: "Whether a session token is stored. The token itself is never returned."},
+	"role_arn":                {Type: framework.TypeString, Required: true, Description: "IAM role assumed (STS AssumeRole); empty if none."},
+	"region":                  {Type: framework.TypeString, Required: true, Description: "Default AWS region of KMS keys; empty: AWS_REGION or shared config decide."},
+	"endpoint":                {Type: framework.TypeString, Required: true, Description: "KMS endpoint URL; empty: the region's default endpoint."},
+	"max_requests_per_second": {Type: framework.TypeInt, Required: true, Description: "KMS calls per second this mount makes per region."},
+	"max_concurrency":         {Type: framework.TypeInt, Required: true, Description: "KMS calls in flight per region."},
+	"call_timeout":            {Type: framework.TypeInt64, Required: true, Description: "Deadline of one KMS call, retries included, in seconds."},
+	"max_attempts":            {Type: framework.TypeInt, Required: true, Description: "Attempts per KMS call by the AWS SDK's standard retryer, the first included."},
+	"breaker_cooldown":        {Type: framework.TypeInt64, Required: true, Description: "How long calls fail fast after 5 calls in a row find KMS unavailable, in seconds."},
+	"kms":                     {Type: framework.TypeMap, Required: true, Description: `Per governor in use since the configuration was loaded, named "<region> <endpoint>" (the region as the AWS SDK resolved it, the endpoint normalised, empty for the region's default): breaker_state, consecutive_failures, rate_waits, fast_fails, in_flight.`},
 }
 
 func (b *backend) pathConfigAWSRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
