@@ -23,6 +23,9 @@ func pathKeysList(b *backend) *framework.Path {
 			logical.ListOperation: &framework.PathOperation{
 				Callback: b.pathKeysList,
 				Summary:  "List signing keys.",
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Required: true, Description: "Names of the signing keys."},
+				}}}},
 			},
 		},
 		HelpSynopsis:    "List the names of the signing keys.",

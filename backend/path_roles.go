@@ -18,6 +18,9 @@ func pathRolesList(b *backend) *framework.Path {
 			logical.ListOperation: &framework.PathOperation{
 				Callback: b.pathRolesList,
 				Summary:  "List roles.",
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+					"keys": {Type: framework.TypeStringSlice, Required: true, Description: "Names of the roles."},
+				}}}},
 			},
 		},
 		HelpSynopsis:    "List the names of the roles.",
