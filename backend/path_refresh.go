@@ -24,7 +24,7 @@ func pathRefresh(b *backend) *framework.Path {
 				Callback: b.pathRefresh,
 				Summary:  "Exchange a refresh token for a new token and a new refresh token; reusing a refresh token revokes its family.",
 				Responses: map[int][]framework.Response{
-					http.StatusOK: {{Description: "OK", Fields: tokenResponseFields}},
+					http.StatusOK: {{Description: "OK", Fields: refreshResponseFields}},
 				},
 			},
 		},
@@ -32,6 +32,20 @@ func pathRefresh(b *backend) *framework.Path {
 		HelpDescription: pathRefreshHelpDesc,
 	}
 }
+
+// refreshResponseFields are tokenResponseFields, all of them present in
+// every answer: a refresh always returns a new refresh token.
+var refreshResponseFields = func() map[string]*framework.FieldSchema {
+	f := map[string]*framework.FieldSchema{}
+	for name, s := range tokenResponseFields {
+		c := *s
+		c.Required = true
+		f[name] = &c
+	}
+	f["refresh_token"].Description = "The family's new refresh token, for the next refresh; the one presented stops working."
+	f["refresh_expires_at"].Description = "When the new refresh token expires (now plus the role's refresh_ttl, but never past the family's first issue plus its refresh_max_ttl), RFC 3339."
+	return f
+}()
 
 func (b *backend) pathRefresh(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	rt := d.Get("refresh_token").(string)
