@@ -34,7 +34,7 @@ func pathRevoke(b *backend) []*framework.Path {
 					Summary:  "Revoke a token (by the token, or its jti and exp), or every token of a subject or role issued at or before now.",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"revoked":    {Type: framework.TypeString, Required: true, Description: `"jti", "subject" or "role".`},
-						"issuer":     {Type: framework.TypeString, Required: true},
+						"issuer":     {Type: framework.TypeString, Required: true, Description: `The revoked tokens' "iss": the token's own, the one given, or jwt/config's; "" for a role, whose revocation covers every issuer.`},
 						"expires_at": {Type: framework.TypeString, Required: true, Description: "The earliest the entry can be tidied, RFC 3339; tidy keeps it longer while a live refresh token family needs it."},
 					}}}},
 				},
