@@ -35,7 +35,7 @@ func pathIssue(b *backend) *framework.Path {
 				Callback: b.pathIssue,
 				Summary:  "Issue a signed JWT for a role, or one per item of batch_input.",
 				Responses: map[int][]framework.Response{
-					http.StatusOK: {{Description: "OK", Fields: issueResponseFields}},
+					http.StatusOK: {{Description: "OK: the token and its details, or with batch_input only batch_results.", Fields: issueResponseFields}},
 				},
 			},
 		},
@@ -97,7 +97,7 @@ var tokenResponseFields = map[string]*framework.FieldSchema{
 // batch_results instead, a list of the same objects or {"error": ...}.
 var issueResponseFields = func() map[string]*framework.FieldSchema {
 	f := maps.Clone(tokenResponseFields)
-	f["batch_results"] = &framework.FieldSchema{Type: framework.TypeSlice, Description: "For batch_input: one object per item, in order: token (and refresh_token, refresh_expires_at for refresh roles), its reference if it had one; or error."}
+	f["batch_results"] = &framework.FieldSchema{Type: framework.TypeSlice, Description: "Only with batch_input, and then instead of every other field: one object per item, in order: token (and refresh_token, refresh_expires_at for refresh roles), its reference if it had one; or error."}
 	return f
 }()
 

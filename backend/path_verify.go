@@ -47,7 +47,7 @@ func pathVerify(b *backend) *framework.Path {
 							"kid":    {Type: framework.TypeString, Description: "The key version that signed it, when active."},
 							"alg":    {Type: framework.TypeString, Description: "Its algorithm, when active."},
 							"typ":    {Type: framework.TypeString, Description: `Its "typ" header as it is, when active and the token has one.`},
-							"reason": {Type: framework.TypeString, Description: "Why it is not active."},
+							"reason": {Type: framework.TypeString, Description: "Why it is not active; only when active is false."},
 						},
 					}},
 				},
