@@ -78,7 +78,7 @@ func pathRevoke(b *backend) []*framework.Path {
 					}}}},
 				},
 			},
-			HelpSynopsis:    "Tidy revocations.",
+			HelpSynopsis:    "Tidy expired refresh token families and revocations.",
 			HelpDescription: "Deletes refresh token families whose latest refresh token has expired, then revocation entries once no token they cover can still be valid and no live refresh token family needs them to stay ended (its latest token is the revoked jti, or was issued at or before a subject or role revocation); until it has read every family once it deletes no revocation entry. The engine's periodic function does the same on the active node.",
 		},
 	}
