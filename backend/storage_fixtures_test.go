@@ -35,7 +35,7 @@ import (
 // driving the API of a test backend over a fixed clock and a fixed random
 // seed. It never overwrites: a released version is locked, and a change to
 // the stored format gets a new version directory and a migration.
-var updateStorageFixtures = flag.Bool("update", false, "write testdata/storage/"+storageFormatVersion+" from the current code, if it does not exist (TestStorageFormatUpdate)")
+var updateStorageFixtures = flag.Bool("update", false, "write testdata/storage/"+storageFormatVersion+" from the current code, if it does not exist (TestStorageFormatGenerator)")
 
 const (
 	// storageFormatVersion is the stored format the current code writes.
@@ -75,27 +75,40 @@ const (
 	fixtureRoleARN     = "arn:aws:iam::111122223333:role/test-only-fixture"
 )
 
-// TestStorageFormatUpdate writes the current format's fixtures with
-// -update. It comes before TestStorageFormatV1 in this package's files, so
-// `go test ./backend -run TestStorageFormat -update` writes, then checks.
-func TestStorageFormatUpdate(t *testing.T) {
-	if !*updateStorageFixtures {
-		t.Skip("writes fixtures only with -update")
-	}
-	dir := filepath.Join(storageFixturesDir, storageFormatVersion)
-	if _, err := os.Stat(dir); err == nil {
-		t.Fatalf("%s exists and is locked: stores written in that format must keep loading. "+
-			"A change to the stored format needs a new version (storageFormatVersion), its own fixtures and a migration; "+
-			"delete %s only if it was never released", dir, dir)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		t.Fatal(err)
-	}
+// TestStorageFormatGenerator runs the fixture generator, which must be
+// deterministic. With -update it writes the current format's fixtures (it
+// comes before TestStorageFormatV1 in this package's files, so `go test
+// ./backend -run TestStorageFormat -update` writes, then checks). Without
+// it, it checks that what the current code writes has the shape of the
+// current version's fixtures: the same kinds of entry, each with the same
+// JSON members at the same paths. Values are not compared (keys, jtis and
+// refresh secrets come from the Go version's key generation), so a new
+// member, a renamed or dropped one, or a new kind of entry fails here even
+// where no rewrite in TestStorageFormatV1Rewrite reaches it.
+func TestStorageFormatGenerator(t *testing.T) {
 	entries, inputs := generateStorageFixtures(t)
 	// A second run from the same seed must write the same bytes, or the
 	// files would change on every regeneration.
 	again, againInputs := generateStorageFixtures(t)
 	if diff := diffEntries(entries, again); diff != "" || !equalJSON(t, inputs, againInputs) {
 		t.Fatalf("the generator is not deterministic: %s", diff)
+	}
+	dir := filepath.Join(storageFixturesDir, storageFormatVersion)
+	if !*updateStorageFixtures {
+		fixtures, _ := loadStorageFixtures(t, storageFormatVersion)
+		if diff := diffShapes(entryShapes(t, fixtures), entryShapes(t, entries)); diff != "" {
+			t.Fatalf("the current code writes entries of another shape than %s's fixtures:\n%s\n"+
+				"Mounts hold %s entries: a change to the stored format needs a new version (storageFormatVersion), its own fixtures and a migration",
+				dir, diff, storageFormatVersion)
+		}
+		return
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatalf("%s exists and is locked: stores written in that format must keep loading. "+
+			"A change to the stored format needs a new version (storageFormatVersion), its own fixtures and a migration; "+
+			"delete %s only if it was never released", dir, dir)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
 	}
 	for key, value := range entries {
 		writeFixtureFile(t, filepath.Join(dir, "entries", filepath.FromSlash(key)+".json"), value)
@@ -106,6 +119,82 @@ func TestStorageFormatUpdate(t *testing.T) {
 	}
 	writeFixtureFile(t, filepath.Join(dir, storageInputsFile), append(raw, '\n'))
 	t.Logf("wrote %d storage entries to %s", len(entries), dir)
+}
+
+// entryShapes maps each kind of entry to the JSON member paths its entries
+// hold. An entry's kind is its storage key, except under revoked/ and
+// refresh/, whose names are bucket numbers and family ids drawn from
+// random jtis: there it is the prefix, and the paths are those of all its
+// entries.
+func entryShapes(t *testing.T, entries map[string][]byte) map[string]map[string]bool {
+	t.Helper()
+	shapes := map[string]map[string]bool{}
+	for key, raw := range entries {
+		kind := key
+		if strings.HasPrefix(key, "revoked/") || strings.HasPrefix(key, "refresh/") {
+			kind = key[:strings.LastIndex(key, "/")+1] + "*"
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if shapes[kind] == nil {
+			shapes[kind] = map[string]bool{}
+		}
+		memberPaths("", v, shapes[kind])
+	}
+	return shapes
+}
+
+// memberPaths adds the path of every member of v to paths: .a.b for
+// objects, [] for any element of an array, and .entries.* for any entry of
+// a revocation bucket, whose names are hashes of what was revoked.
+func memberPaths(path string, v any, paths map[string]bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for name, member := range v {
+			if path == ".entries" {
+				name = "*"
+			}
+			p := path + "." + name
+			paths[p] = true
+			memberPaths(p, member, paths)
+		}
+	case []any:
+		for _, elem := range v {
+			memberPaths(path+"[]", elem, paths)
+		}
+	}
+}
+
+// diffShapes describes how two sets of entry shapes differ; "" if they do
+// not.
+func diffShapes(want, got map[string]map[string]bool) string {
+	var out []string
+	for kind, w := range want {
+		g, ok := got[kind]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s: no longer written", kind))
+			continue
+		}
+		for p := range w {
+			if !g[p] {
+				out = append(out, fmt.Sprintf("%s: %s in the fixtures, not written", kind, p))
+			}
+		}
+		for p := range g {
+			if !w[p] {
+				out = append(out, fmt.Sprintf("%s: %s written, not in the fixtures", kind, p))
+			}
+		}
+	}
+	for kind := range got {
+		if _, ok := want[kind]; !ok {
+			out = append(out, fmt.Sprintf("%s: written, not in the fixtures", kind))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
 }
 
 func writeFixtureFile(t *testing.T, path string, data []byte) {
