@@ -36,6 +36,8 @@ func pathRevoke(b *backend) []*framework.Path {
 						"revoked":    {Type: framework.TypeString, Required: true, Description: `"jti", "subject" or "role".`},
 						"issuer":     {Type: framework.TypeString, Required: true, Description: `The revoked tokens' "iss": the token's own, the one given, or jwt/config's; "" for a role, whose revocation covers every issuer.`},
 						"expires_at": {Type: framework.TypeString, Required: true, Description: "The earliest the entry can be tidied, RFC 3339; tidy keeps it longer while a live refresh token family needs it."},
+						"jti":        {Type: framework.TypeString, Description: `Only when "revoked" is "jti": the revoked jti, also when the token was given, so that with audit_non_hmac_response_keys=jti,exp the audit log holds what to revoke again after restoring an older snapshot.`},
+						"exp":        {Type: framework.TypeInt64, Description: `Only when "revoked" is "jti": the token's exp (Unix seconds), as jwt/revoke's "exp" takes it.`},
 					}}}},
 				},
 			},
@@ -179,15 +181,25 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		kind = "role"
 		r.Issuer = "" // a role revocation covers every issuer the role used
 	}
+	// The answer is made after saveRevocation, which may lengthen
+	// r.Expires to an earlier revocation's.
+	answer := func() *logical.Response {
+		data := map[string]any{"revoked": kind, "issuer": r.Issuer, "expires_at": r.Expires.UTC().Format(time.RFC3339)}
+		if kind == "jti" {
+			// What jwt/revoke jti=... exp=... takes to make this
+			// revocation again, e.g. after restoring an older snapshot;
+			// neither is secret, where a token given is.
+			data["jti"], data["exp"] = r.JTI, r.Expires.Add(-verifyLeeway).Unix()
+		}
+		return &logical.Response{Data: data}
+	}
 	if !r.Expires.After(now) && !b.familyMayNeedJTI(r.JTI, now) {
 		// Past exp and verify's leeway: verify already refuses the token,
 		// and the entry would be tidied at once. Scripts revoking a list
 		// get a 200, not a failure. (The latest token of a live refresh
 		// family is stored all the same: revoking it ends the family, and
 		// tidy keeps the entry while the family needs it.)
-		resp := &logical.Response{Data: map[string]any{
-			"revoked": kind, "issuer": r.Issuer, "expires_at": r.Expires.UTC().Format(time.RFC3339),
-		}}
+		resp := answer()
 		resp.AddWarning(fmt.Sprintf("the token already expired at %s (more than %s ago), so jwt/verify refuses it anyway; nothing was stored",
 			r.Expires.Add(-verifyLeeway).UTC().Format(time.RFC3339), verifyLeeway))
 		return resp, nil
@@ -195,11 +207,8 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 	if err := b.saveRevocation(ctx, req.Storage, r); err != nil {
 		return b.respondErr(err, "revoke: writing failed")
 	}
-	b.Logger().Info("revoked", "kind", kind, "issuer", r.Issuer, "role", r.Role)
-	resp := &logical.Response{Data: map[string]any{
-		"revoked": kind, "issuer": r.Issuer, "expires_at": r.Expires.UTC().Format(time.RFC3339),
-	}}
-	return resp, nil
+	b.Logger().Info("revoked", "kind", kind, "issuer", r.Issuer, "role", r.Role, "jti", r.JTI)
+	return answer(), nil
 }
 
 // maxNumericDate is the largest exp, iat or nbf numericDate (path_verify.go)
@@ -352,5 +361,7 @@ name); roles with jti=false cannot be revoked by role. jwt/verify reports
 revoked tokens inactive, and refresh token families of a revoked subject or
 role, or whose latest token is revoked, end. Entries stay in replicated
 storage until the tokens they cover have expired and no live refresh token
-family needs them; then tidy (or the periodic function) removes them.
+family needs them; then tidy (or the periodic function) removes them. A
+revocation by token or jti answers the token's jti and exp, what revoking it
+again by jti takes (after restoring an older snapshot, say).
 `

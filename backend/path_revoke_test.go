@@ -37,7 +37,8 @@ func TestRevokeByToken(t *testing.T) {
 	tb := getTestBackend(t)
 	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
 	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "10m"})
-	tok := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
+	issuedTok := tb.issue(t, "r", nil)
+	tok := issuedTok.data["token"].(string)
 	other := tb.mustWrite(t, "issue/r", nil).Data["token"].(string)
 	twin := highSTwin(t, tok)
 	if twin == tok {
@@ -50,6 +51,12 @@ func TestRevokeByToken(t *testing.T) {
 	d := tb.mustWrite(t, "revoke", map[string]any{"token": tok}).Data
 	if d["revoked"] != "jti" || d["issuer"] != "https://vault.test/v1/jwt" {
 		t.Fatalf("revoke: %#v", d)
+	}
+	// What it takes to revoke it again by jti and exp (after restoring an
+	// older snapshot), without the token.
+	claims := issuedTok.claims
+	if d["jti"] != claims["jti"] || fmt.Sprint(d["exp"]) != fmt.Sprint(claims["exp"]) {
+		t.Fatalf("revoke by token answered jti=%v exp=%v, want the token's %v and %v", d["jti"], d["exp"], claims["jti"], claims["exp"])
 	}
 	for name, token := range map[string]string{"token": tok, "high-S twin": twin} {
 		if active, reason, _ := tb.verify(t, token, ""); active || !strings.Contains(reason, "revoked") {
@@ -183,8 +190,12 @@ func TestRevokeNeverShortens(t *testing.T) {
 	if far != "2026-11-23T14:00:30Z" {
 		t.Fatalf("first revocation expires_at %v", far)
 	}
-	if got := tb.mustWrite(t, "revoke", map[string]any{"jti": jti, "exp": now.Add(time.Minute).Unix()}).Data["expires_at"]; got != far {
+	second := tb.mustWrite(t, "revoke", map[string]any{"jti": jti, "exp": now.Add(time.Minute).Unix()}).Data
+	if got := second["expires_at"]; got != far {
 		t.Fatalf("a second revocation with an earlier exp: expires_at %v, want the first one's %v", got, far)
+	}
+	if second["jti"] != jti || second["exp"] != now.Add(2*time.Hour).Unix() {
+		t.Fatalf("a second revocation with an earlier exp answered jti=%v exp=%v, want %v and the first one's exp %d", second["jti"], second["exp"], jti, now.Add(2*time.Hour).Unix())
 	}
 	tb.clock.Add(5 * time.Minute) // past the second exp and its leeway; the token lives on
 	if n := tb.mustWrite(t, "tidy", nil).Data["removed"]; n != 0 {
