@@ -82,12 +82,12 @@ func (b *backend) pathDiscoveryRead(ctx context.Context, req *logical.Request, _
 		return b.respondErr(err, "reading config failed")
 	}
 	if cfg.Issuer == "" {
-		return nil, logical.CodedError(http.StatusNotFound, `no issuer configured: write "issuer" to jwt/config`)
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf(`no issuer configured: write "issuer" to %s`, configAPIPath(req)))
 	}
 	if _, ok := issuerURL(cfg.Issuer); !ok {
 		// A document naming it would have a relative jwks_uri that no
 		// discovery client can follow.
-		return nil, logical.CodedError(http.StatusNotFound, `discovery needs an issuer that is an http(s) URL, such as https://vault.example.com/v1/jwt: jwt/config's issuer is not one`)
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf(`discovery needs an issuer that is an http(s) URL, such as https://vault.example.com/v1/jwt: %s's issuer is not one`, configAPIPath(req)))
 	}
 	doc, err := b.getJWKS(ctx, req.Storage)
 	if err != nil {
@@ -104,6 +104,13 @@ func (b *backend) pathDiscoveryRead(ctx context.Context, req *logical.Request, _
 		return b.respondErr(err, "encoding discovery document failed")
 	}
 	return rawResponse("application/json", body, b.maxAge(doc)), nil
+}
+
+// configAPIPath is the config path as the caller reaches it: the request's
+// mount point ("jwt/", "jwt-a/", "team/jwt/"; Vault's router sets it) and
+// "config".
+func configAPIPath(req *logical.Request) string {
+	return req.MountPoint + "config"
 }
 
 func rawResponse(contentType string, body []byte, maxAge time.Duration) *logical.Response {

@@ -177,6 +177,30 @@ func TestDiscovery(t *testing.T) {
 	}
 }
 
+// TestDiscoveryNotFoundNamesTheMount: the 404's hint names the config path
+// of the mount the request came to, which need not be jwt/ (policy.md's
+// tenants are jwt-a/ and jwt-b/).
+func TestDiscoveryNotFoundNamesTheMount(t *testing.T) {
+	for _, tc := range []struct {
+		mount, issuer, want string
+	}{
+		{"jwt/", "", `no issuer configured: write "issuer" to jwt/config`},
+		{"jwt-a/", "", `no issuer configured: write "issuer" to jwt-a/config`},
+		{"team/jwt/", "", `no issuer configured: write "issuer" to team/jwt/config`},
+		{"jwt-b/", "vault-jwt", `discovery needs an issuer that is an http(s) URL, such as https://vault.example.com/v1/jwt: jwt-b/config's issuer is not one`},
+	} {
+		t.Run(tc.mount+tc.issuer, func(t *testing.T) {
+			tb := getTestBackend(t)
+			tb.mountPoint = tc.mount
+			tb.mustWrite(t, "config", map[string]any{"issuer": tc.issuer})
+			_, err := tb.request(t, logical.ReadOperation, ".well-known/openid-configuration", nil)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("404 says %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestJWKSSkipsUnloadableKey: one key whose stored entry cannot be loaded
 // is left out of the JWKS and logged at ERROR; the other keys are still
 // published, and verify still finds them. The set is cached only briefly.
