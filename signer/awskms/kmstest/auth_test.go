@@ -1,6 +1,9 @@
 package kmstest
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +96,113 @@ func TestCredentialsOff(t *testing.T) {
 	})
 	if _, err := c.DescribeKey(t.Context(), &kms.DescribeKeyInput{KeyId: aws.String(keyID)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// botocoreRequests are requests the aws CLI (aws-cli 1.45.11, botocore
+// 1.43.11) sent to kmstest, captured with --debug: botocore signs
+// content-type;host;x-amz-date;x-amz-target (and x-amz-security-token),
+// not content-length as the Go SDK does, and sends headers it does not
+// sign (User-Agent, amz-sdk-*).
+var botocoreRequests = []struct {
+	name    string
+	host    string
+	headers map[string]string
+	body    string
+	want    string // the error code an accepted request gets from the operation; "" for success
+}{
+	{
+		name: "ListKeys, long-term credentials",
+		host: "127.0.0.1:35821",
+		headers: map[string]string{
+			"X-Amz-Target":          "TrentService.ListKeys",
+			"Content-Type":          "application/x-amz-json-1.1",
+			"User-Agent":            "aws-cli/1.45.11 md/Botocore#1.43.11 ua/2.1 os/linux#6.18.44-fc-v595 md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython m/g,b,N,C,Z,D cfg/retry-mode#legacy botocore/1.43.11",
+			"X-Amz-Date":            "20261129T112915Z",
+			"Authorization":         "AWS4-HMAC-SHA256 Credential=AKIAHDOCS00000000001/20261129/eu-west-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=d3dd78e0ecd45701f33fd357d0e5c5caef17c559f06c02044b46139162e3913b",
+			"Amz-Sdk-Invocation-Id": "d2cf0533-6638-454d-bced-733ca442f282",
+			"Amz-Sdk-Request":       "attempt=1",
+		},
+		body: `{}`,
+	},
+	{
+		name: "DescribeKey, temporary credentials",
+		host: "127.0.0.1:43699",
+		headers: map[string]string{
+			"X-Amz-Target":          "TrentService.DescribeKey",
+			"Content-Type":          "application/x-amz-json-1.1",
+			"User-Agent":            "aws-cli/1.45.11 md/Botocore#1.43.11 ua/2.1 os/linux#6.18.44-fc-v595 md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython m/b,Z,g,D,N cfg/retry-mode#legacy botocore/1.43.11",
+			"X-Amz-Date":            "20261129T112939Z",
+			"X-Amz-Security-Token":  "hdocs-session-token",
+			"Authorization":         "AWS4-HMAC-SHA256 Credential=ASIAHDOCS00000000002/20261129/eu-west-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature=859d6b15903655fb6eebb6a23015b1d1333bb665f58e61ff76b992f6fea46151",
+			"Amz-Sdk-Invocation-Id": "d82a3a24-5057-4b4b-bb5b-c67c89e91d4a",
+			"Amz-Sdk-Request":       "attempt=1",
+		},
+		body: `{"KeyId": "alias/botocore"}`,
+		want: "NotFoundException", // authenticated; there is no such alias
+	},
+}
+
+// TestCredentialsBotocore: SigV4 is checked over the headers the client
+// signed, so the aws CLI's requests, which do not sign content-length, are
+// accepted; and a change to anything signed (body, a signed header, the
+// host) is refused, while a change to an unsigned header is not.
+func TestCredentialsBotocore(t *testing.T) {
+	s := New(Options{
+		Region: "eu-west-1",
+		Credentials: []Credential{
+			{AccessKeyID: "AKIAHDOCS00000000001", SecretAccessKey: "hdocs-secret-0123456789"},
+			{AccessKeyID: "ASIAHDOCS00000000002", SecretAccessKey: "hdocs-temp-secret", SessionToken: "hdocs-session-token"},
+		},
+	})
+	t.Cleanup(s.stopWaits)
+	for _, rq := range botocoreRequests {
+		for _, tc := range []struct {
+			name   string
+			change func(r *http.Request) *http.Request
+			want   string
+		}{
+			{"as sent", func(r *http.Request) *http.Request { return r }, rq.want},
+			{"unsigned header changed", func(r *http.Request) *http.Request {
+				r.Header.Set("User-Agent", "something else")
+				r.Header.Set("Amz-Sdk-Request", "attempt=2")
+				return r
+			}, rq.want},
+			{"body changed", func(r *http.Request) *http.Request {
+				b := strings.Replace(rq.body, "}", ` }`, 1)
+				r2 := httptest.NewRequest(http.MethodPost, "http://"+rq.host+"/", strings.NewReader(b))
+				r2.Header = r.Header
+				return r2
+			}, "InvalidSignatureException"},
+			{"signed header changed", func(r *http.Request) *http.Request {
+				r.Header.Set("Content-Type", "application/x-amz-json-1.1; charset=utf-8")
+				return r
+			}, "InvalidSignatureException"},
+			{"other host", func(r *http.Request) *http.Request {
+				r.Host = "127.0.0.1:1"
+				return r
+			}, "InvalidSignatureException"},
+			{"host not signed", func(r *http.Request) *http.Request {
+				r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), ";host;", ";", 1))
+				return r
+			}, "IncompleteSignatureException"},
+			{"later date", func(r *http.Request) *http.Request {
+				r.Header.Set("X-Amz-Date", strings.Replace(r.Header.Get("X-Amz-Date"), "T11", "T12", 1))
+				return r
+			}, "InvalidSignatureException"},
+		} {
+			t.Run(rq.name+"/"+tc.name, func(t *testing.T) {
+				r := httptest.NewRequest(http.MethodPost, "http://"+rq.host+"/", strings.NewReader(rq.body))
+				for k, v := range rq.headers {
+					r.Header.Set(k, v)
+				}
+				w := httptest.NewRecorder()
+				s.ServeHTTP(w, tc.change(r))
+				got := w.Header().Get("X-Amzn-ErrorType")
+				if got != tc.want || (tc.want == "") != (w.Code == http.StatusOK) {
+					t.Fatalf("%d %s %s, want error type %q", w.Code, got, w.Body, tc.want)
+				}
+			})
+		}
 	}
 }

@@ -63,21 +63,24 @@
 // # Differences from AWS a client author must know
 //
 //   - The SigV4 signature is verified only with Options.Credentials
-//     (cmd/kmstest: -credentials-file), recomputed by the SDK's own signer:
-//     then an unknown access key ID answers UnrecognizedClientException, a
-//     wrong signature (wrong secret key) InvalidSignatureException, a
-//     missing, wrong or unexpected X-Amz-Security-Token
-//     UnrecognizedClientException and expired credentials
-//     ExpiredTokenException, as AWS does. Without it any access key and
-//     secret are accepted. Either way the Authorization header must be
-//     present and well formed (else MissingAuthenticationTokenException or
+//     (cmd/kmstest: -credentials-file), recomputed as AWS does over the
+//     headers the request lists in SignedHeaders (which must include host)
+//     and the body as received, with the credential scope dated X-Amz-Date's
+//     day, so the Go SDK's requests and the aws CLI's (botocore signs no
+//     content-length) are both checked: then an unknown access key ID answers
+//     UnrecognizedClientException, a wrong signature (wrong secret key)
+//     InvalidSignatureException, a missing, wrong or unexpected
+//     X-Amz-Security-Token UnrecognizedClientException and expired
+//     credentials ExpiredTokenException, as AWS does. Without it any access
+//     key and secret are accepted. Either way the Authorization header must
+//     be present and well formed (else MissingAuthenticationTokenException or
 //     IncompleteSignatureException), its credential scope must name the
 //     server's region and service kms (else InvalidSignatureException), and
 //     with Options.AllowedAccessKeys the access key ID must be listed, else
-//     AccessDeniedException, as for a principal without permission. The
-//     clock skew AWS allows (5 minutes) is not checked. There are no key
-//     policies, grants or grant tokens; Faults.DenySign stands in for a
-//     principal that may not sign with one key.
+//     AccessDeniedException, as for a principal without permission. The clock
+//     skew AWS allows (5 minutes) is not checked. There are no key policies,
+//     grants or grant tokens; Faults.DenySign stands in for a principal that
+//     may not sign with one key.
 //   - Only the key specs above and KeyUsage SIGN_VERIFY; no symmetric,
 //     HMAC, ECC_SECG_P256K1, SM2 or ML-DSA keys, no multi-Region keys,
 //     imported key material, custom key stores or rotation. CreateKey

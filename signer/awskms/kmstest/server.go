@@ -3,7 +3,6 @@ package kmstest
 import (
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -11,15 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 // Defaults for Options.
@@ -349,7 +344,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, out)
 }
 
-// authenticate checks the Authorization header the SDK's SigV4 signer
+// authenticate checks the Authorization header a SigV4 signer
 // writes, and with Options.Credentials the signature itself over body (when
 // it was read whole):
 //
@@ -380,7 +375,7 @@ func (s *Server) authenticate(r *http.Request, op string, body []byte, whole boo
 		return errorf(errInvalidAuthSig, "Credential should be scoped to correct service: 'kms'.")
 	}
 	if s.creds != nil && whole {
-		if err := s.verifySignature(r, body, scope[0], scope[2], authParam(rest, "SignedHeaders"), authParam(rest, "Signature")); err != nil {
+		if err := s.verifySignature(r, body, scope, authParam(rest, "SignedHeaders"), authParam(rest, "Signature")); err != nil {
 			return err
 		}
 	}
@@ -402,11 +397,11 @@ func authParam(params, name string) string {
 }
 
 // verifySignature checks a request against Options.Credentials as AWS
-// does. The signature is recomputed by the SDK's own SigV4 signer over the
-// headers the request says it signed, so kmstest and a client agree on
-// SigV4 exactly when the client signs as the SDK does.
-func (s *Server) verifySignature(r *http.Request, body []byte, accessKeyID, region, signedHeaders, signature string) *apiError {
-	c, ok := s.creds[accessKeyID]
+// does: the signature is recomputed (sigV4) over the headers the request
+// says it signed and the body it carries, with the secret key of its access
+// key ID and its credential scope, whose date must be X-Amz-Date's.
+func (s *Server) verifySignature(r *http.Request, body []byte, scope []string, signedHeaders, signature string) *apiError {
+	c, ok := s.creds[scope[0]]
 	if !ok {
 		return errorf(errUnrecognizedClient, "The security token included in the request is invalid.")
 	}
@@ -416,35 +411,20 @@ func (s *Server) verifySignature(r *http.Request, body []byte, accessKeyID, regi
 	if !c.Expires.IsZero() && !s.now().Before(c.Expires) {
 		return errorf(errExpiredToken, "The security token included in the request is expired")
 	}
-	date, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
-	if err != nil {
+	amzDate := r.Header.Get("X-Amz-Date")
+	if _, err := time.Parse("20060102T150405Z", amzDate); err != nil {
 		return errorf(errIncompleteSignature, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+	}
+	if scope[1] != amzDate[:8] {
+		return errorf(errInvalidAuthSig, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", scope[1], amzDate[:8], amzDate)
 	}
 	if signedHeaders == "" || signature == "" {
 		return errorf(errIncompleteSignature, "Authorization header requires 'SignedHeaders' and 'Signature' parameters.")
 	}
-	req := &http.Request{
-		Method:        r.Method,
-		URL:           &url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery},
-		Host:          r.Host,
-		Header:        http.Header{},
-		ContentLength: int64(len(body)),
+	if !slices.Contains(strings.Split(signedHeaders, ";"), "host") {
+		return errorf(errIncompleteSignature, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
 	}
-	for name := range strings.SplitSeq(signedHeaders, ";") {
-		switch name {
-		case "host", "content-length", "x-amz-security-token": // from Host, ContentLength and c
-			continue
-		}
-		if v, ok := r.Header[http.CanonicalHeaderKey(name)]; ok {
-			req.Header[http.CanonicalHeaderKey(name)] = v
-		}
-	}
-	sum := sha256.Sum256(body)
-	creds := aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
-	if err := v4.NewSigner().SignHTTP(r.Context(), creds, req, hex.EncodeToString(sum[:]), "kms", region, date); err != nil {
-		return errorf(errInternal, "kmstest could not compute the signature: %v", err)
-	}
-	want := authParam(strings.TrimPrefix(req.Header.Get("Authorization"), "AWS4-HMAC-SHA256 "), "Signature")
+	want := sigV4(r, body, c.SecretAccessKey, amzDate, strings.Join(scope[1:], "/"), signedHeaders)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(signature)) != 1 {
 		return errorf(errInvalidAuthSig, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
