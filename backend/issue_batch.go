@@ -50,7 +50,9 @@ func (b *backend) issueBatch(ctx context.Context, req *logical.Request, name str
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(items) || readOnly.Load() {
+				// A caller that hung up (or timed out) gets nothing: stop
+				// signing, and storing families, for it.
+				if i >= len(items) || readOnly.Load() || ctx.Err() != nil {
 					return
 				}
 				res, err := b.issueItem(ctx, req, name, items[i])
@@ -67,6 +69,16 @@ func (b *backend) issueBatch(ctx context.Context, req *logical.Request, name str
 		// A role with refresh_ttl writes; on a standby the whole batch is
 		// forwarded to the active node.
 		return nil, logical.ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		done := 0
+		for _, r := range results {
+			if r.Token != "" || r.Error != "" {
+				done++
+			}
+		}
+		b.Logger().Warn("issue: batch stopped: the request ended before every item was issued", "role", name, "items", len(items), "done", done, "error", err)
+		return nil, fmt.Errorf("batch stopped after %d of %d items: %w", done, len(items), err)
 	}
 	return &logical.Response{Data: map[string]any{"batch_results": results}}, nil
 }

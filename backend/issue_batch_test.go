@@ -1,8 +1,12 @@
 package backend
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -130,4 +134,48 @@ func TestIssueBatchBadInput(t *testing.T) {
 	if len(results) != 1 || results[0].Token != "" || !strings.Contains(results[0].Error, `invalid "claims": repeats the member name "a"`) {
 		t.Fatalf("results %+v", results)
 	}
+}
+
+// TestIssueBatchStopsWhenTheCallerLeaves: a batch whose request ends while
+// it runs (the client hung up or timed out) signs and stores nothing more.
+func TestIssueBatchStopsWhenTheCallerLeaves(t *testing.T) {
+	tb := refreshBackend(t)
+	items := make([]any, 200)
+	for i := range items {
+		items[i] = map[string]any{"subject": "user-a"}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	// The request ends as the first family is stored.
+	storage := &cancelOnPut{Storage: tb.storage, prefix: refreshPrefix, cancel: cancel}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: storage, Data: map[string]any{"batch_input": items}}
+	resp, err := tb.handler.HandleRequest(ctx, req)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("batch of a cancelled request: resp=%v err=%v, want context.Canceled", resp, err)
+	}
+	// Each worker may finish the item it was on.
+	if n := storage.puts.Load(); n > int64(runtime.GOMAXPROCS(0)) {
+		t.Fatalf("a batch went on after its request ended: %d refresh families stored or tried, want at most %d", n, runtime.GOMAXPROCS(0))
+	}
+	if !strings.Contains(tb.logs.String(), "batch stopped") {
+		t.Fatal("the stopped batch was not logged")
+	}
+}
+
+// cancelOnPut calls cancel when an entry under prefix is stored, and
+// counts the tries to store one.
+type cancelOnPut struct {
+	logical.Storage
+	prefix string
+	cancel func()
+	puts   atomic.Int64
+}
+
+func (s *cancelOnPut) Put(ctx context.Context, e *logical.StorageEntry) error {
+	err := s.Storage.Put(ctx, e)
+	if strings.HasPrefix(e.Key, s.prefix) {
+		s.puts.Add(1)
+		s.cancel()
+	}
+	return err
 }
