@@ -66,9 +66,11 @@ type backend struct {
 	families familyIndex
 	tidyMu   sync.Mutex
 
-	// refreshMu serialises refreshes, so two uses of one refresh token
-	// cannot both succeed.
-	refreshMu sync.Mutex
+	// familyMu serialises the refreshes of each family (striped by family
+	// id, see familyLock), so two uses of one refresh token cannot both
+	// succeed, while refreshes of other families, which may wait on a KMS
+	// call, go on.
+	familyMu [familyLockStripes]sync.Mutex
 
 	// writeMu serialises changes to keys, roles and config, so checks that
 	// span them (a role's key exists; no role uses a key being deleted)

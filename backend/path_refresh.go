@@ -71,6 +71,12 @@ role, or its latest token, also ends it for good: the refresh that finds the
 revocation marks the family ended, so tidying the revocation does not bring
 it back. Refresh tokens are stored only as SHA-256 hashes.
 
+A family issued for a Vault identity entity refreshes only while the entity
+exists and is enabled (disabled: refused until it is enabled again; deleted:
+refused). A role deleted and created again under the same name does not
+continue the old role's families. A family holds at most 100 unexpired
+access tokens; a refresh past that is a 429 until the oldest expires.
+
 This is an ordinary policy-gated path: a gateway may hold update on
 jwt/refresh to refresh on behalf of its users without being able to issue.
 `

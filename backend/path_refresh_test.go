@@ -2,6 +2,8 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"slices"
@@ -11,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
+	"google.golang.org/protobuf/proto"
 )
 
 func refreshBackend(t *testing.T) *testBackend {
@@ -597,5 +601,182 @@ func TestRefreshResponseSchema(t *testing.T) {
 	schema := slices.Sorted(maps.Keys(op.Responses[http.StatusOK][0].Fields))
 	if !slices.Equal(got, schema) {
 		t.Errorf("refresh returns %v; its response schema lists %v", got, schema)
+	}
+}
+
+// TestRefreshEntity: a family issued for a Vault identity entity refreshes
+// only while that entity exists and is enabled, as Vault accepts the
+// entity's own tokens only then; whoever holds the refresh token (here
+// the same backend, any caller) cannot outlast the identity.
+func TestRefreshEntity(t *testing.T) {
+	tb := refreshBackend(t)
+	withEntity(tb)
+	entity := tb.sys.EntityVal
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	tb.entityID = "" // a gateway's token without an entity presents it
+	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+
+	disabled := proto.Clone(entity).(*logical.Entity)
+	disabled.Disabled = true
+	tb.sys.EntityVal = disabled
+	before := tb.snapshot(t)
+	tb.refusedRefresh(t, rt, `"refresh_token"`, "entity is disabled")
+	if after := tb.snapshot(t); !maps.Equal(after, before) {
+		t.Fatal("refusing a disabled entity's family changed storage")
+	}
+	// Enabled again (Vault's identity/entity/id/<id> disabled=false): the
+	// family goes on, as the entity's tokens work again.
+	tb.sys.EntityVal = entity
+	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+
+	tb.sys.EntityVal = nil // deleted
+	tb.refusedRefresh(t, rt, `"refresh_token"`, "entity no longer exists")
+
+	// A performance standby may not know a new entity yet: it sends the
+	// refresh to the active node, as Vault does a request of such a token.
+	tb.sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	tb.System().(*cachedSystemView).until = time.Time{}
+	if _, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}); err != logical.ErrReadOnly {
+		t.Fatalf("refresh on a perf standby of an entity it does not know: err=%v, want logical.ErrReadOnly", err)
+	}
+	tb.sys.ReplicationStateVal = 0
+	tb.System().(*cachedSystemView).until = time.Time{}
+
+	// A lookup failure is a logged 500, never a refresh.
+	tb.sys.EntityVal = entity
+	failing := &entityErrSystemView{StaticSystemView: tb.sys}
+	tb.System().(*cachedSystemView).SystemView = failing
+	resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt})
+	if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != http.StatusInternalServerError {
+		t.Fatalf("entity lookup failing: status %d (%v %v), want 500", code, resp, err)
+	}
+	if !strings.Contains(tb.logs.String(), "looking up the family's identity entity failed") {
+		t.Fatal("the failed entity lookup was not logged")
+	}
+	tb.System().(*cachedSystemView).SystemView = tb.sys
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+}
+
+type entityErrSystemView struct{ *logical.StaticSystemView }
+
+func (entityErrSystemView) EntityInfo(string) (*logical.Entity, error) {
+	return nil, errors.New("identity store unavailable")
+}
+
+// TestRefreshRoleRecreated: a role deleted and created again under the
+// same name is a new role; the old one's refresh families end, however
+// alike the two are.
+func TestRefreshRoleRecreated(t *testing.T) {
+	role := map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*"}
+	tb := refreshBackendWithRole(t, maps.Clone(role))
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	// Changing the role keeps its families.
+	tb.mustWrite(t, "roles/r", map[string]any{"ttl": "4m"})
+	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+
+	if _, err := tb.request(t, logical.DeleteOperation, "roles/r", nil); err != nil {
+		t.Fatal(err)
+	}
+	tb.mustWrite(t, "roles/r", maps.Clone(role))
+	tb.refusedRefresh(t, rt, `"refresh_token"`, `role "r" was deleted and created again`)
+	// The new role's own families refresh.
+	rt = tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+}
+
+// TestRefreshLegacyFamilyWithoutRoleID: families and roles stored before
+// roles had ids keep refreshing, and a legacy role gets its id on its
+// next change without ending its families.
+func TestRefreshLegacyFamilyWithoutRoleID(t *testing.T) {
+	tb := refreshBackend(t)
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	id, _, _ := strings.Cut(rt, ".")
+	strip := func(key, member string) {
+		e, err := tb.storage.Get(t.Context(), key)
+		if err != nil || e == nil {
+			t.Fatalf("reading %s: %v", key, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(e.Value, &m); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m[member]; !ok {
+			t.Fatalf("%s has no %q to remove: %s", key, member, e.Value)
+		}
+		delete(m, member)
+		v, _ := json.Marshal(m)
+		if err := tb.storage.Put(t.Context(), &logical.StorageEntry{Key: key, Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	strip(refreshPrefix+id, "role_id")
+	strip(rolePrefix+"r", "id")
+	tb.backend.Invalidate(t.Context(), rolePrefix+"r")
+	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+	tb.mustWrite(t, "roles/r", map[string]any{"ttl": "4m"})
+	if r, _ := loadRole(t.Context(), tb.storage, "r"); r == nil || r.ID == "" {
+		t.Fatalf("a legacy role did not get an id on its next change: %#v", r)
+	}
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+}
+
+// TestRefreshTokenCap: a family holds at most maxFamilyTokens unexpired
+// access tokens; refreshing past that is a 429 that changes nothing, and
+// works again once the oldest expires.
+func TestRefreshTokenCap(t *testing.T) {
+	tb := refreshBackend(t)
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	for range maxFamilyTokens - 1 {
+		rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+	}
+	before := tb.snapshot(t)
+	resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt})
+	if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != http.StatusTooManyRequests {
+		t.Fatalf("refresh past the cap: status %d (%v %v), want 429", code, resp, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, `"refresh_token"`) || !strings.Contains(msg, "100 unexpired access tokens") || !strings.Contains(msg, "2026-11-23T12:05:") {
+		t.Fatalf("429 message %q should name the field, the cap and when to retry", msg)
+	}
+	if after := tb.snapshot(t); !maps.Equal(after, before) {
+		t.Fatal("a refused refresh changed storage")
+	}
+	tb.clock.Add(5*time.Minute + verifyLeeway)
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+}
+
+// TestRefreshOtherFamiliesDoNotWait: a refresh waiting on its signer (a
+// slow KMS call) holds up only its own family, not the mount's other
+// refreshes.
+func TestRefreshOtherFamiliesDoNotWait(t *testing.T) {
+	tb := refreshBackend(t)
+	var rts []string
+	for range 2 * familyLockStripes {
+		rts = append(rts, tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string))
+	}
+	// Two families on different stripes.
+	a := rts[0]
+	aID, _, _ := strings.Cut(a, ".")
+	var b string
+	for _, rt := range rts[1:] {
+		if id, _, _ := strings.Cut(rt, "."); tb.familyLock(id) != tb.familyLock(aID) {
+			b = rt
+			break
+		}
+	}
+	if b == "" {
+		t.Fatal("no two families on different stripes")
+	}
+	// Hold a's lock, as a refresh of a waiting on KMS does.
+	mu := tb.familyLock(aID)
+	mu.Lock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": b})
+		done <- err
+	}()
+	err := <-done // deadlocks (and the test times out) if b waits for a
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("refresh of another family: %v", err)
 	}
 }

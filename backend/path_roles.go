@@ -242,6 +242,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			}
 		}
 	}
+	if r.ID == "" {
+		r.ID = newRandomID(16)
+	}
 	strs := map[string]*string{"key": &r.Key, "issuer": &r.Issuer, "subject": &r.Subject, "typ": &r.Typ, "subject_template": &r.SubjectTemplate}
 	for field, dst := range strs {
 		if v, ok := d.GetOk(field); ok {

@@ -9,11 +9,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
@@ -31,12 +34,31 @@ const (
 	refreshPrefix    = "refresh/"
 	maxRefreshTTL    = 90 * 24 * time.Hour
 	maxRefreshMaxTTL = 365 * 24 * time.Hour
+	// maxFamilyTokens caps a family's unexpired access tokens: a client
+	// refreshes about once per access token lifetime, and each refresh
+	// adds one to the family's stored entry (for revoking them on reuse),
+	// so a holder refreshing in a loop could otherwise mint tokens without
+	// bound and grow the entry past the storage's size limit.
+	maxFamilyTokens = 100
+	// familyLockStripes is how many locks refreshes are spread over.
+	familyLockStripes = 64
 )
+
+// familyLock is the lock of family id's refreshes.
+func (b *backend) familyLock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return &b.familyMu[h.Sum32()%familyLockStripes]
+}
 
 // refreshFamily is stored at refresh/<id>.
 type refreshFamily struct {
 	ID   string `json:"id"`
 	Role string `json:"role"`
+	// RoleID is the role's id when the family started: a role deleted and
+	// created again under the same name has another, and does not inherit
+	// the family. Empty in families stored before roles had ids.
+	RoleID string `json:"role_id,omitempty"`
 	// Params and EntityID are the original request, issued again on each
 	// refresh and checked against the role as it is then.
 	Params   issueParams `json:"params"`
@@ -238,13 +260,7 @@ func (b *backend) invalidateFamily(id string) { b.noteFamily(id, familyInfo{}) }
 // addToken records the access token in resp, rotates the family's secret
 // and adds the new refresh token to resp.
 func (f *refreshFamily) addToken(res *issueResult, now time.Time) {
-	live := f.Tokens[:0]
-	for _, t := range f.Tokens {
-		if now.Before(t.Exp.Add(verifyLeeway)) {
-			live = append(live, t)
-		}
-	}
-	f.Tokens = append(live, familyToken{JTI: res.jti, Issuer: res.iss, Exp: res.exp})
+	f.Tokens = append(f.liveTokens(now), familyToken{JTI: res.jti, Issuer: res.iss, Exp: res.exp})
 	f.Subject, f.LastIssuedAt = res.sub, res.iat
 	secret := newRandomID(32)
 	f.SecretHash = hashSecret(secret)
@@ -257,11 +273,51 @@ func (f *refreshFamily) addToken(res *issueResult, now time.Time) {
 	res.refreshExpires = f.Expires
 }
 
+// liveTokens returns the family's access tokens that have not expired,
+// oldest first. f.Tokens is left as it is: the latest token's revocation
+// ends the family even once it has expired.
+func (f *refreshFamily) liveTokens(now time.Time) []familyToken {
+	var live []familyToken
+	for _, t := range f.Tokens {
+		if now.Before(t.Exp.Add(verifyLeeway)) {
+			live = append(live, t)
+		}
+	}
+	return live
+}
+
+// checkFamilyEntity refuses to refresh a family whose Vault identity
+// entity has been disabled or deleted, as Vault refuses every request of a
+// token of such an entity ("permission denied as the entity on the token
+// is disabled" / "is invalid"): the refresh token's holder, perhaps a
+// gateway with its own token, must not outlast the identity the family was
+// issued for. A re-enabled entity's families refresh again, as its tokens
+// work again. A non-nil answer or error ends the request.
+func (b *backend) checkFamilyEntity(f *refreshFamily) (*logical.Response, error) {
+	if f.EntityID == "" {
+		return nil, nil
+	}
+	e, err := b.System().EntityInfo(f.EntityID)
+	switch {
+	case err != nil:
+		return b.respondErr(err, "refresh: looking up the family's identity entity failed", "role", f.Role)
+	case e == nil && b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby):
+		// A performance standby may not have a new entity yet; Vault
+		// itself sends such requests to the active node.
+		return nil, logical.ErrReadOnly
+	case e == nil:
+		return badRequest(`invalid "refresh_token": its family's Vault identity entity no longer exists (deleted); issue a new token`)
+	case e.Disabled:
+		return badRequest(`invalid "refresh_token": its family's Vault identity entity is disabled; refreshing works again if the entity is enabled`)
+	}
+	return nil, nil
+}
+
 // startRefreshFamily stores a new family for the token res and adds its
 // refresh token to res. A non-nil answer or error ends the request.
 func (b *backend) startRefreshFamily(ctx context.Context, s logical.Storage, res *issueResult, p issueParams, entityID string) (*logical.Response, error) {
 	now := b.now()
-	f := &refreshFamily{ID: newRandomID(16), Role: res.role.Name, Params: p, EntityID: entityID, CreatedAt: now}
+	f := &refreshFamily{ID: newRandomID(16), Role: res.role.Name, RoleID: res.role.ID, Params: p, EntityID: entityID, CreatedAt: now}
 	f.addToken(res, now)
 	if err := b.saveFamily(ctx, s, f); err != nil {
 		return b.respondErr(err, "issue: storing refresh family failed", "role", f.Role)
@@ -275,8 +331,9 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 	if !ok {
 		return badRequest(`invalid "refresh_token": not a refresh token from this engine`)
 	}
-	b.refreshMu.Lock()
-	defer b.refreshMu.Unlock()
+	mu := b.familyLock(id)
+	mu.Lock()
+	defer mu.Unlock()
 
 	now := b.now()
 	f, err := loadFamily(ctx, s, id)
@@ -300,9 +357,19 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(f.SecretHash)) != 1 {
 		return b.revokeFamily(ctx, s, f, now)
 	}
+	r, err := b.getRole(ctx, s, f.Role)
+	if err != nil {
+		return b.respondErr(err, "refresh: reading role failed", "role", f.Role)
+	}
+	if r != nil && f.RoleID != "" && r.ID != f.RoleID {
+		return badRequest(`invalid "refresh_token": role %q was deleted and created again since its family started, and a new role does not continue the old one's families; issue a new token`, f.Role)
+	}
 	// A refresh_max_ttl lowered since the last refresh applies now.
-	if r, err := b.getRole(ctx, s, f.Role); err == nil && r != nil && r.RefreshMaxTTL > 0 && !now.Before(f.CreatedAt.Add(r.RefreshMaxTTL)) {
+	if r != nil && r.RefreshMaxTTL > 0 && !now.Before(f.CreatedAt.Add(r.RefreshMaxTTL)) {
 		return badRequest(`invalid "refresh_token": its family reached role %q's refresh_max_ttl %s; issue a new token`, f.Role, r.RefreshMaxTTL)
+	}
+	if resp, err := b.checkFamilyEntity(f); resp != nil || err != nil {
+		return resp, err
 	}
 
 	// A revocation of the family's subject or role, or of its latest
@@ -320,6 +387,10 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		if reason := idx.revokedReason(claims); reason != "" {
 			return b.endRevokedFamily(ctx, s, f, now, reason)
 		}
+	}
+
+	if live := f.liveTokens(now); len(live) >= maxFamilyTokens {
+		return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf(`invalid "refresh_token": its family already has %d unexpired access tokens, the most a family may have; refresh again after %s, when the oldest expires`, len(live), live[0].Exp.Add(verifyLeeway).UTC().Format(time.RFC3339)))
 	}
 
 	res, resp, err := b.issueToken(ctx, s, f.Role, f.Params, f.EntityID)
@@ -406,7 +477,7 @@ func (b *backend) revokeFamilyTokens(ctx context.Context, s logical.Storage, f *
 // returns how many it deleted. The first call reads every family; later
 // ones read only those whose known expiry has passed or that another node
 // changed. Reading holds no lock, so refreshes do not wait for a scan;
-// each deletion re-reads its family under refreshMu.
+// each deletion re-reads its family under its familyLock.
 func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (int, error) {
 	b.tidyMu.Lock()
 	defer b.tidyMu.Unlock()
@@ -491,12 +562,13 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 	return n, nil
 }
 
-// deleteFamilyIfExpired reads family id under refreshMu and deletes it if
+// deleteFamilyIfExpired reads family id under its familyLock and deletes it if
 // it has expired; otherwise it returns what the index keeps of it (nil if
 // it is gone).
 func (b *backend) deleteFamilyIfExpired(ctx context.Context, s logical.Storage, id string, now time.Time) (deleted bool, live *familyInfo, err error) {
-	b.refreshMu.Lock()
-	defer b.refreshMu.Unlock()
+	mu := b.familyLock(id)
+	mu.Lock()
+	defer mu.Unlock()
 	f, err := loadFamily(ctx, s, id)
 	if err != nil || f == nil {
 		return false, nil, err

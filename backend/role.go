@@ -46,7 +46,12 @@ var typRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+\-/]{0,63}$`)
 // role says what tokens a caller of issue/<name> gets, stored at
 // role/<name>.
 type role struct {
-	Name             string         `json:"name"`
+	Name string `json:"name"`
+	// ID is set when the role is created (or first changed, for roles
+	// stored before roles had ids), so a role deleted and created again
+	// under the same name is told apart from the old one: its refresh
+	// families do not carry over.
+	ID               string         `json:"id,omitempty"`
 	Key              string         `json:"key"`
 	Issuer           string         `json:"issuer,omitempty"`
 	TTL              time.Duration  `json:"ttl"`
