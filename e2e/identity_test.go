@@ -400,6 +400,48 @@ func TestIdentity(t *testing.T) {
 			}
 		})
 	})
+	// Last: it disables and then deletes alice's entity.
+	t.Run("refresh follows the entity", func(t *testing.T) {
+		policy := filepath.Join(s.dir, "jwt-issue-user.hcl")
+		writeFile(t, policy, `path "`+mountPath+`/issue/user" { capabilities = ["update"] }
+path "`+mountPath+`/issue/incomplete-*" { capabilities = ["update"] }
+path "`+mountPath+`/issue/entity-refresh" { capabilities = ["update"] }
+`)
+		s.vault(t, "policy", "write", "jwt-issue-user", policy)
+		s.vault(t, "write", mountPath+"/roles/entity-refresh", "key=k", "audiences="+userAudience,
+			"subject_template={{identity.entity.id}}", "ttl=5m", "refresh_ttl=1h")
+		first := s.vaultJSONAs(t, user.token, "write", "-format=json", "-f", mountPath+"/issue/entity-refresh")
+		rt, _ := first.Data["refresh_token"].(string)
+		if rt == "" {
+			t.Fatal("issue returned no refresh_token")
+		}
+		secrets.add(rt)
+		// A gateway's token (here root, which has no entity) refreshes for
+		// alice; it gets a new refresh token each time.
+		refresh := func(wantCode int, want string) {
+			t.Helper()
+			resp, out := httpDo(t, http.MethodPost, s.addr+"/v1/"+mountPath+"/refresh", s.rootToken, mustJSON(t, map[string]any{"refresh_token": rt}))
+			if resp.StatusCode != wantCode || !strings.Contains(string(out), want) {
+				t.Fatalf("refresh: HTTP %d %s, want %d containing %q", resp.StatusCode, redact(string(out)), wantCode, want)
+			}
+			var ok secret
+			if json.Unmarshal(out, &ok) == nil {
+				if next, _ := ok.Data["refresh_token"].(string); next != "" {
+					secrets.add(next)
+					rt = next
+				}
+			}
+		}
+		refresh(http.StatusOK, "refresh_token")
+
+		s.vault(t, "write", "identity/entity/id/"+user.entityID, "disabled=true")
+		refresh(http.StatusBadRequest, "entity is disabled")
+		s.vault(t, "write", "identity/entity/id/"+user.entityID, "disabled=false")
+		refresh(http.StatusOK, "refresh_token")
+
+		s.vault(t, "delete", "identity/entity/id/"+user.entityID)
+		refresh(http.StatusBadRequest, "entity no longer exists")
+	})
 }
 
 // securityTeamPolicy manages keys and roles but cannot issue; docs/policy.md
