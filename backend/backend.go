@@ -229,6 +229,16 @@ func (b *backend) noteMount(mount string) {
 	b.logger.Store(&mountLogger{mount: mount, Logger: b.Backend.Logger().With("mount", mount)})
 }
 
+// mountPath is p under the mount requests arrive on ("jwt/config" for
+// "config" on a mount at jwt/), for messages that name a path to write;
+// "<mount>/config" before any request has said which mount.
+func (b *backend) mountPath(p string) string {
+	if l := b.logger.Load(); l != nil {
+		return l.mount + p
+	}
+	return "<mount>/" + p
+}
+
 func (b *backend) resetCaches() {
 	b.cacheMu.Lock()
 	defer b.cacheMu.Unlock()

@@ -410,7 +410,7 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 		iss = cfg.Issuer
 	}
 	if iss == "" {
-		return badRequest(`no issuer: set "issuer" on jwt/config or on role %q`, name)
+		return badRequest(`no issuer: set "issuer" on %s or on role %q`, b.mountPath("config"), name)
 	}
 
 	k, err := b.getKey(ctx, s, r.Key)

@@ -292,6 +292,12 @@ func TestIssueBadInput(t *testing.T) {
 		tb.mustWrite(t, "config", map[string]any{"issuer": ""})
 		defer tb.mustWrite(t, "config", map[string]any{"issuer": "https://vault.test/v1/jwt"})
 		tb.wantBadRequest(t, logical.UpdateOperation, "issue/r", nil, "no issuer", `"issuer"`)
+		// The messages that say where to write name the request's mount.
+		tb.mountPoint = "team/jwt/"
+		defer func() { tb.mountPoint = "" }()
+		tb.wantBadRequest(t, logical.UpdateOperation, "issue/r", nil, `set "issuer" on team/jwt/config or on role "r"`)
+		tb.wantBadRequest(t, logical.UpdateOperation, "revoke", map[string]any{"subject": "s"}, "none configured in team/jwt/config")
+		tb.wantBadRequest(t, logical.UpdateOperation, "roles/r2", map[string]any{"key": "nope"}, "create it with team/jwt/keys/nope first")
 	})
 }
 

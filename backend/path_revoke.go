@@ -170,7 +170,7 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		r.Subject, r.Before, r.Expires = subject, now, now.Add(addDurations(maxTTL, verifyLeeway))
 	}
 	if r.Issuer == "" && roleName == "" {
-		return badRequest(`invalid "issuer": no issuer given and none configured in jwt/config`)
+		return badRequest(`invalid "issuer": no issuer given and none configured in %s`, b.mountPath("config"))
 	}
 
 	kind := "jti"

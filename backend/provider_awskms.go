@@ -163,7 +163,7 @@ func (b *backend) kmsConn(ctx context.Context, s logical.Storage, k *key) (*kmsC
 		}
 	}
 	return nil, logical.CodedError(http.StatusServiceUnavailable,
-		"jwt/config/aws changed twice while this request was building a KMS client for it; retry the request")
+		b.mountPath("config/aws")+" changed twice while this request was building a KMS client for it; retry the request")
 }
 
 // newKMSConn builds the client of key k, whose region and endpoint
@@ -268,7 +268,7 @@ type kmsClientError struct {
 }
 
 func (e kmsClientError) Error() string {
-	return fmt.Sprintf(`no KMS client for key %q: the AWS configuration (jwt/config/aws, the plugin's AWS environment, or the key's "region"/"endpoint") is not usable: %v`, e.key, e.err)
+	return fmt.Sprintf(`no KMS client for key %q: the AWS configuration (this mount's config/aws, the plugin's AWS environment, or the key's "region"/"endpoint") is not usable: %v`, e.key, e.err)
 }
 
 func (e kmsClientError) Unwrap() error { return e.err }
@@ -499,7 +499,7 @@ func kmsError(what string, err error, atCreate bool) error {
 	switch {
 	case errors.Is(err, awskms.ErrNoCredentials):
 		// The engine's own AWS setup, not the caller nor KMS: a 500, logged.
-		return fmt.Errorf("%s: %w; check jwt/config/aws and the plugin's AWS environment", what, err)
+		return fmt.Errorf("%s: %w; check this mount's config/aws and the plugin's AWS environment", what, err)
 	case errors.Is(err, awskms.ErrInvalidKeyRef), atCreate && keyProblem:
 		return userError{fmt.Errorf(`invalid "kms_key_id": %v`, err)}
 	case errors.Is(err, awskms.ErrMessageTooLong):

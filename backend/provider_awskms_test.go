@@ -327,7 +327,7 @@ func TestKMSErrorMapping(t *testing.T) {
 		{awskms.ErrTimeout, 503, 503, "KMS unavailable"},
 		{awskms.ErrBadSignature, 502, 502, "does not verify"},
 		{awskms.ErrMessageTooLong, 400, 400, `"claims"`},
-		{awskms.ErrNoCredentials, 500, 500, "credentials; check jwt/config/aws"},
+		{awskms.ErrNoCredentials, 500, 500, "credentials; check this mount's config/aws"},
 	} {
 		t.Run(tc.err.Error(), func(t *testing.T) {
 			for _, c := range []struct {

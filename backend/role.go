@@ -141,7 +141,7 @@ func (r *role) validate() error {
 		return fmt.Errorf(`invalid "name": must not be empty`)
 	}
 	if r.Key == "" {
-		return fmt.Errorf(`invalid "key": required; name the signing key (jwt/keys/<name>)`)
+		return fmt.Errorf(`invalid "key": required; name the signing key (one of this mount's keys/<name>)`)
 	}
 	if err := validateIssuer(r.Issuer); err != nil {
 		return err
@@ -384,7 +384,7 @@ func (b *backend) saveRole(ctx context.Context, s logical.Storage, r *role) erro
 		return err
 	}
 	if k == nil {
-		return userError{fmt.Errorf(`invalid "key": key %q does not exist; create it with jwt/keys/%s first`, r.Key, r.Key)}
+		return userError{fmt.Errorf(`invalid "key": key %q does not exist; create it with %s first`, r.Key, b.mountPath("keys/"+r.Key))}
 	}
 	if r.MaxTTL > k.VerificationTTL {
 		return userError{fmt.Errorf(`invalid "max_ttl" %s: longer than the verification_ttl %s of key %q, so tokens could outlive their key's publication`,
