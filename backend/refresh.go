@@ -292,7 +292,9 @@ func (f *refreshFamily) liveTokens(now time.Time) []familyToken {
 // is disabled" / "is invalid"): the refresh token's holder, perhaps a
 // gateway with its own token, must not outlast the identity the family was
 // issued for. A re-enabled entity's families refresh again, as its tokens
-// work again. A non-nil answer or error ends the request.
+// work again. An entity merged into another counts as deleted: Vault
+// follows a merge for the old entity's tokens, but its system view gives
+// plugins no way to. A non-nil answer or error ends the request.
 func (b *backend) checkFamilyEntity(f *refreshFamily) (*logical.Response, error) {
 	if f.EntityID == "" {
 		return nil, nil
@@ -306,7 +308,7 @@ func (b *backend) checkFamilyEntity(f *refreshFamily) (*logical.Response, error)
 		// itself sends such requests to the active node.
 		return nil, logical.ErrReadOnly
 	case e == nil:
-		return badRequest(`invalid "refresh_token": its family's Vault identity entity no longer exists (deleted); issue a new token`)
+		return badRequest(`invalid "refresh_token": its family's Vault identity entity no longer exists (deleted, or merged into another entity); issue a new token`)
 	case e.Disabled:
 		return badRequest(`invalid "refresh_token": its family's Vault identity entity is disabled; refreshing works again if the entity is enabled`)
 	}
