@@ -105,8 +105,10 @@ func issuerURL(iss string) (*url.URL, bool) {
 
 // issuerWarnings are the warnings for writing the http(s) URL issuer iss on
 // the mount at mountPoint (req.MountPoint, such as "jwt/" or "team/jwt/";
-// without the namespace, so the check holds in namespaces too). Warnings,
-// not errors: a reverse proxy may serve this mount under another path.
+// in a namespace Vault's router puts the namespace's path first, "ns1/jwt/",
+// and that is the URL path discovery clients must use, as they cannot send
+// an X-Vault-Namespace header). Warnings, not errors: a reverse proxy may
+// serve this mount under another path.
 //
 //   - Its path does not end in /<mount>: discovery clients start from
 //     <issuer>/.well-known/openid-configuration and require the document's
@@ -125,7 +127,7 @@ func issuerWarnings(iss, mountPoint string) []string {
 	}
 	var warnings []string
 	if mount := strings.TrimSuffix(mountPoint, "/"); mount != "" && !strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/"+mount) {
-		warnings = append(warnings, fmt.Sprintf(`issuer %q does not end in %q, this mount's path: the discovery document served at this mount (%s/.well-known/openid-configuration, after /v1/ and any namespace) will not match it, and discovery clients that start from the issuer will not find this mount's keys, unless a reverse proxy maps the issuer's URL to this mount`,
+		warnings = append(warnings, fmt.Sprintf(`issuer %q does not end in %q, this mount's path: the discovery document served at this mount (%s/.well-known/openid-configuration, after /v1/) will not match it, and discovery clients that start from the issuer will not find this mount's keys, unless a reverse proxy maps the issuer's URL to this mount`,
 			iss, "/"+mount, mount))
 	}
 	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
@@ -157,7 +159,7 @@ func pathConfig(b *backend) *framework.Path {
 			},
 			"jwks_max_age": {
 				Type:        framework.TypeDurationSecond,
-				Description: "How long verifiers may cache the JWKS (its Cache-Control max-age), and so how long a new key version is published before it starts signing. Between 10s and 24h; default 5m.",
+				Description: "How long verifiers may cache the JWKS (its Cache-Control max-age), and so how long a new key version is published before it starts signing (or until jwks_old_max_age_until, if later). Between 10s and 24h; default 5m.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -342,7 +344,8 @@ for discovery to work, set it to the URL at which this mount is reachable,
 for example https://vault.example.com/v1/jwt. An issuer that is not an
 absolute http(s) URL with a host (a name, a URN) is a valid "iss" for tokens,
 but discovery then answers 404. Writing an http(s) issuer whose path does not
-end in this mount's path (/jwt for a mount at jwt/) returns a warning, as
+end in this mount's full path (/jwt for a mount at jwt/, /ns1/jwt for jwt/ in
+namespace ns1) returns a warning, as
 discovery clients would find the document served here naming another issuer;
 so does an http:// issuer other than a loopback one, which cloud federation
 (AWS IAM, GCP, Azure) refuses. They are warnings, not errors: a reverse proxy

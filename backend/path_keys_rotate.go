@@ -32,7 +32,7 @@ func pathKeysRotate(b *backend) *framework.Path {
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:  b.pathKeyRotate,
-				Summary:   "Rotate a key: a new version is published now and signs after jwt/config's jwks_max_age (or at once, with immediate).",
+				Summary:   "Rotate a key: a new version is published now and signs after the mount's jwks_max_age, or until config's jwks_old_max_age_until if later (or at once, with immediate).",
 				Responses: keyResponses,
 			},
 		},

@@ -714,10 +714,23 @@ func TestRefreshLegacyFamilyWithoutRoleID(t *testing.T) {
 	tb.backend.Invalidate(t.Context(), rolePrefix+"r")
 	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
 	tb.mustWrite(t, "roles/r", map[string]any{"ttl": "4m"})
-	if r, _ := loadRole(t.Context(), tb.storage, "r"); r == nil || r.ID == "" {
+	if r, _ := loadRole(t.Context(), tb.storage, "r"); r == nil || r.ID == "" || !r.IDAddedLater {
 		t.Fatalf("a legacy role did not get an id on its next change: %#v", r)
 	}
 	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+
+	// A legacy family, and a legacy role deleted and created again: the
+	// new role has an id it was created with, so it is not the family's.
+	strip(rolePrefix+"r", "id")
+	strip(rolePrefix+"r", "id_added_later")
+	tb.backend.Invalidate(t.Context(), rolePrefix+"r")
+	// A role without an id starts families without one.
+	rt = tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	if _, err := tb.request(t, logical.DeleteOperation, "roles/r", nil); err != nil {
+		t.Fatal(err)
+	}
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*"})
+	tb.refusedRefresh(t, rt, `role "r" was deleted and created again`)
 }
 
 // TestRefreshTokenCap: a family holds at most maxFamilyTokens unexpired

@@ -37,7 +37,7 @@ func pathRevoke(b *backend) []*framework.Path {
 						"issuer":     {Type: framework.TypeString, Required: true, Description: `The revoked tokens' "iss": the token's own, the one given, or jwt/config's; "" for a role, whose revocation covers every issuer.`},
 						"expires_at": {Type: framework.TypeString, Required: true, Description: "The earliest the entry can be tidied, RFC 3339; tidy keeps it longer while a live refresh token family needs it."},
 						"jti":        {Type: framework.TypeString, Description: `Only when "revoked" is "jti": the revoked jti, also when the token was given, so that with audit_non_hmac_response_keys=jti,exp the audit log holds what to revoke again after restoring an older snapshot.`},
-						"exp":        {Type: framework.TypeInt64, Description: `Only when "revoked" is "jti": the token's exp (Unix seconds), as jwt/revoke's "exp" takes it.`},
+						"exp":        {Type: framework.TypeInt64, Description: `Only when "revoked" is "jti": the exp (Unix seconds) the stored entry covers, as jwt/revoke's "exp" takes it: the token's, or a later one an earlier revocation of the jti gave.`},
 					}}}},
 				},
 			},
@@ -362,6 +362,7 @@ revoked tokens inactive, and refresh token families of a revoked subject or
 role, or whose latest token is revoked, end. Entries stay in replicated
 storage until the tokens they cover have expired and no live refresh token
 family needs them; then tidy (or the periodic function) removes them. A
-revocation by token or jti answers the token's jti and exp, what revoking it
-again by jti takes (after restoring an older snapshot, say).
+revocation by token or jti answers the token's jti and the exp the stored
+entry covers (the token's, or a later one an earlier revocation gave), what
+revoking it again by jti takes (after restoring an older snapshot, say).
 `

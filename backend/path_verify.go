@@ -65,7 +65,7 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	}
 	typ := d.Get("typ").(string)
 	if typ != "" && !typRe.MatchString(typ) {
-		return badRequest(`invalid "typ": must be 1 to 64 characters of letters, digits and . + - /, such as JWT or at+jwt`)
+		return badRequest(`invalid "typ": must be 1 to 64 characters of letters, digits and . + - /, starting with a letter or digit, such as JWT or at+jwt`)
 	}
 	res, err := b.verifyToken(ctx, req.Storage, token, d.Get("audience").(string), typ)
 	if err != nil {
@@ -305,5 +305,6 @@ must be that media type (RFC 8725 §3.11 explicit typing; compared as RFC
 no "/"), so a service that takes only at+jwt access tokens can refuse this
 mount's other tokens. Retired and deleted key versions are unknown.
 A malformed or invalid token is a 200 with active=false; a missing "token",
-or a "typ" that is not 1 to 64 letters, digits and . + - /, is a 400.
+or a "typ" that is not 1 to 64 letters, digits and . + - / (starting with a
+letter or digit), is a 400.
 `

@@ -363,7 +363,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 	if err != nil {
 		return b.respondErr(err, "refresh: reading role failed", "role", f.Role)
 	}
-	if r != nil && f.RoleID != "" && r.ID != f.RoleID {
+	if r != nil && !r.continuesFamily(f) {
 		return badRequest(`invalid "refresh_token": role %q was deleted and created again since its family started, and a new role does not continue the old one's families; issue a new token`, f.Role)
 	}
 	// A refresh_max_ttl lowered since the last refresh applies now.

@@ -50,8 +50,11 @@ type role struct {
 	// ID is set when the role is created (or first changed, for roles
 	// stored before roles had ids), so a role deleted and created again
 	// under the same name is told apart from the old one: its refresh
-	// families do not carry over.
-	ID               string         `json:"id,omitempty"`
+	// families do not carry over (see continuesFamily).
+	ID string `json:"id,omitempty"`
+	// IDAddedLater: the role existed before roles had ids and got its ID
+	// when it was next changed, so families from before that are its own.
+	IDAddedLater     bool           `json:"id_added_later,omitempty"`
 	Key              string         `json:"key"`
 	Issuer           string         `json:"issuer,omitempty"`
 	TTL              time.Duration  `json:"ttl"`
@@ -92,6 +95,18 @@ type role struct {
 	needsGroups bool
 	// templated: a template reads the caller's identity.
 	templated bool
+}
+
+// continuesFamily reports whether f was started by this role, and not by
+// one deleted since that had the same name. A family started before roles
+// had ids (no RoleID) belongs to a role that has no id yet or got its id
+// later; a role created with an id was created after the family, so the
+// family's role was deleted.
+func (r *role) continuesFamily(f *refreshFamily) bool {
+	if f.RoleID != "" {
+		return f.RoleID == r.ID
+	}
+	return r.ID == "" || r.IDAddedLater
 }
 
 // hasTemplates reports whether the role renders anything from identity.
@@ -162,7 +177,7 @@ func (r *role) validate() error {
 		return fmt.Errorf(`invalid "not_before_skew" %s: must be between 0 and %s`, r.NotBeforeSkew, maxNotBeforeSkew)
 	}
 	if !typRe.MatchString(r.Typ) {
-		return fmt.Errorf(`invalid "typ" %q: must be 1 to 64 characters of letters, digits and . + - /, such as JWT or at+jwt`, r.Typ)
+		return fmt.Errorf(`invalid "typ" %q: must be 1 to 64 characters of letters, digits and . + - /, starting with a letter or digit, such as JWT or at+jwt`, r.Typ)
 	}
 	if len(r.Subject) > maxSubjectLen {
 		return fmt.Errorf(`invalid "subject": longer than %d characters`, maxSubjectLen)
