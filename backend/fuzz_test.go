@@ -88,7 +88,9 @@ func FuzzIssueClaims(f *testing.F) {
 // id with the input as the secret (2), the family's previous token (3), or
 // the latest with its end replaced by the input (4). A wrong secret for
 // the family's id revokes it; a new family is issued then, so later inputs
-// still test a live one.
+// still test a live one. The clock stands still, so a new family is also
+// issued before one reaches maxFamilyTokens unexpired tokens (the cap that
+// answers 429 has its own test, TestRefreshTokenCap).
 func FuzzRefreshToken(f *testing.F) {
 	tb := getTestBackend(f)
 	tb.mustWrite(f, "keys/k", map[string]any{"algorithm": "EdDSA"})
@@ -96,7 +98,7 @@ func FuzzRefreshToken(f *testing.F) {
 	newFamily := func(t testing.TB) string {
 		return tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string)
 	}
-	latest, previous := newFamily(f), ""
+	latest, previous, tokens := newFamily(f), "", 1
 	id, secret, _ := strings.Cut(latest, ".")
 	for _, s := range []string{latest, id + ".", "." + secret, id + "." + secret + "=", id + "." + strings.ToUpper(secret), "a.b.c", "", strings.Repeat(".", 100), id + "\x00." + secret} {
 		for mode := range uint8(5) {
@@ -125,6 +127,9 @@ func FuzzRefreshToken(f *testing.F) {
 				t.Fatalf("refresh accepted %q, which is not the latest refresh token", rt)
 			}
 			latest, previous = resp.Data["refresh_token"].(string), rt
+			if tokens++; tokens == maxFamilyTokens {
+				latest, previous, tokens = newFamily(t), "", 1
+			}
 			return
 		}
 		if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != 400 {
@@ -141,7 +146,7 @@ func FuzzRefreshToken(f *testing.F) {
 			t.Fatalf("presenting the family's previous refresh token again did not revoke the family")
 		}
 		if !fam.RevokedAt.IsZero() {
-			latest, previous = newFamily(t), ""
+			latest, previous, tokens = newFamily(t), "", 1
 		}
 	})
 }
