@@ -669,29 +669,71 @@ func (entityErrSystemView) EntityInfo(string) (*logical.Entity, error) {
 func TestRefreshRoleRecreated(t *testing.T) {
 	role := map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*"}
 	tb := refreshBackendWithRole(t, maps.Clone(role))
+	tb.clock.Add(time.Second)
 	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
 	// Changing the role keeps its families.
+	tb.clock.Add(time.Second)
 	tb.mustWrite(t, "roles/r", map[string]any{"ttl": "4m"})
 	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
 
+	tb.clock.Add(time.Second)
 	if _, err := tb.request(t, logical.DeleteOperation, "roles/r", nil); err != nil {
 		t.Fatal(err)
 	}
 	tb.mustWrite(t, "roles/r", maps.Clone(role))
+	before := tb.snapshot(t)
 	tb.refusedRefresh(t, rt, `"refresh_token"`, `role "r" was deleted and created again`)
+	if after := tb.snapshot(t); !maps.Equal(after, before) {
+		t.Fatal("refusing a family of a deleted role changed storage")
+	}
 	// The new role's own families refresh.
 	rt = tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
 	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
 }
 
-// TestRefreshLegacyFamilyWithoutRoleID: families and roles stored before
-// roles had ids keep refreshing, and a legacy role gets its id on its
-// next change without ending its families.
-func TestRefreshLegacyFamilyWithoutRoleID(t *testing.T) {
+// TestRefreshRoleRecreatedDuringRefresh: the role a refresh checks and the
+// one it issues under are read apart; a role created again in between is
+// caught on the one the token was issued under, and no token goes out.
+func TestRefreshRoleRecreatedDuringRefresh(t *testing.T) {
+	role := map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h"}
+	tb := refreshBackendWithRole(t, maps.Clone(role))
+	withEntity(tb)
+	tb.clock.Add(time.Second)
+	rt := tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string)
+	tb.clock.Add(time.Second)
+	// The entity lookup comes between the two reads of the role.
+	hook := &entityHookSystemView{StaticSystemView: tb.sys, hook: func() {
+		if _, err := tb.request(t, logical.DeleteOperation, "roles/r", nil); err != nil {
+			t.Error(err)
+		}
+		tb.mustWrite(t, "roles/r", maps.Clone(role))
+	}}
+	tb.System().(*cachedSystemView).SystemView = hook
+	tb.refusedRefresh(t, rt, `role "r" was deleted and created again`)
+}
+
+// entityHookSystemView calls hook once, on the first EntityInfo.
+type entityHookSystemView struct {
+	*logical.StaticSystemView
+	once sync.Once
+	hook func()
+}
+
+func (s *entityHookSystemView) EntityInfo(id string) (*logical.Entity, error) {
+	s.once.Do(s.hook)
+	return s.StaticSystemView.EntityInfo(id)
+}
+
+// TestRefreshRoleWithoutCreatedAt: roles stored without created_at (by an
+// engine before it, or rewritten by one after a rollback, which drops the
+// members it does not know) keep their families; such a role gets a
+// created_at bound at its next write, and a role created again after that
+// still ends the old families.
+func TestRefreshRoleWithoutCreatedAt(t *testing.T) {
 	tb := refreshBackend(t)
+	tb.clock.Add(time.Second)
 	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
-	id, _, _ := strings.Cut(rt, ".")
-	strip := func(key, member string) {
+	strip := func(key string, members ...string) {
 		e, err := tb.storage.Get(t.Context(), key)
 		if err != nil || e == nil {
 			t.Fatalf("reading %s: %v", key, err)
@@ -700,37 +742,80 @@ func TestRefreshLegacyFamilyWithoutRoleID(t *testing.T) {
 		if err := json.Unmarshal(e.Value, &m); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := m[member]; !ok {
-			t.Fatalf("%s has no %q to remove: %s", key, member, e.Value)
+		for _, member := range members {
+			delete(m, member)
 		}
-		delete(m, member)
 		v, _ := json.Marshal(m)
 		if err := tb.storage.Put(t.Context(), &logical.StorageEntry{Key: key, Value: v}); err != nil {
 			t.Fatal(err)
 		}
+		tb.backend.Invalidate(t.Context(), key)
 	}
-	strip(refreshPrefix+id, "role_id")
-	strip(rolePrefix+"r", "id")
-	tb.backend.Invalidate(t.Context(), rolePrefix+"r")
+	// An older engine rewrote the role (a rollback, say).
+	strip(rolePrefix+"r", "created_at", "created_before")
+	tb.clock.Add(time.Second)
 	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+	// Its next write here bounds its creation; the family goes on.
+	tb.clock.Add(time.Second)
 	tb.mustWrite(t, "roles/r", map[string]any{"ttl": "4m"})
-	if r, _ := loadRole(t.Context(), tb.storage, "r"); r == nil || r.ID == "" || !r.IDAddedLater {
-		t.Fatalf("a legacy role did not get an id on its next change: %#v", r)
+	if r, _ := loadRole(t.Context(), tb.storage, "r"); r == nil || !r.CreatedAt.Equal(tb.clock.Now()) || !r.CreatedBefore {
+		t.Fatalf("a role stored without created_at did not get a bound at its next write: %#v", r)
 	}
-	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+	tb.clock.Add(time.Second)
+	rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
 
-	// A legacy family, and a legacy role deleted and created again: the
-	// new role has an id it was created with, so it is not the family's.
-	strip(rolePrefix+"r", "id")
-	strip(rolePrefix+"r", "id_added_later")
-	tb.backend.Invalidate(t.Context(), rolePrefix+"r")
-	// A role without an id starts families without one.
-	rt = tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	// Deleted and created again: the new role was created after the family.
+	tb.clock.Add(time.Second)
 	if _, err := tb.request(t, logical.DeleteOperation, "roles/r", nil); err != nil {
 		t.Fatal(err)
 	}
 	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*"})
 	tb.refusedRefresh(t, rt, `role "r" was deleted and created again`)
+}
+
+// TestRefreshIDInOtherCase: on storage that ignores case, a family id in
+// other case reads the family but is not its id: refused as unknown, so it
+// cannot take another lock than the family's own refreshes, and it does
+// not count as reuse.
+func TestRefreshIDInOtherCase(t *testing.T) {
+	tb := refreshBackend(t)
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	id, secret, _ := strings.Cut(rt, ".")
+	// The first letter flipped (not the last character, whose low bits a
+	// strict decoder checks).
+	flipped := []byte(id)
+	for i, c := range flipped[:len(flipped)-1] {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			flipped[i] ^= 0x20
+			break
+		}
+	}
+	if string(flipped) == id {
+		t.Fatalf("family id %q has no letter to flip", id) // fixed seed: never
+	}
+	tb.storage = &foldingStorage{Storage: tb.storage}
+	tb.refusedRefresh(t, string(flipped)+"."+secret, "unknown or expired")
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+}
+
+// foldingStorage reads refresh/ entries ignoring case, as the file
+// backend does on macOS and Windows.
+type foldingStorage struct{ logical.Storage }
+
+func (s *foldingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, refreshPrefix) {
+		keys, err := s.Storage.List(ctx, refreshPrefix)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			if strings.EqualFold(refreshPrefix+k, key) {
+				key = refreshPrefix + k
+				break
+			}
+		}
+	}
+	return s.Storage.Get(ctx, key)
 }
 
 // TestRefreshTokenCap: a family holds at most maxFamilyTokens unexpired

@@ -234,7 +234,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return b.respondErr(err, "reading role failed", "role", name)
 	}
 	if r == nil {
-		r = &role{Name: name, ID: newRandomID(16), TTL: defaultTTL, MaxTTL: defaultMaxTTL, Typ: defaultTyp, JTI: true}
+		r = &role{Name: name, CreatedAt: b.now(), TTL: defaultTTL, MaxTTL: defaultMaxTTL, Typ: defaultTyp, JTI: true}
 		// A role created with only a short max_ttl gets it as its ttl.
 		if v, ok := d.GetOk("max_ttl"); ok {
 			if _, ttlSet := d.GetOk("ttl"); !ttlSet {
@@ -242,9 +242,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			}
 		}
 	}
-	if r.ID == "" {
-		// One stored before roles had ids.
-		r.ID, r.IDAddedLater = newRandomID(16), true
+	if r.CreatedAt.IsZero() {
+		// Stored without it: it existed before now.
+		r.CreatedAt, r.CreatedBefore = b.now(), true
 	}
 	strs := map[string]*string{"key": &r.Key, "issuer": &r.Issuer, "subject": &r.Subject, "typ": &r.Typ, "subject_template": &r.SubjectTemplate}
 	for field, dst := range strs {

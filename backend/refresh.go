@@ -55,10 +55,6 @@ func (b *backend) familyLock(id string) *sync.Mutex {
 type refreshFamily struct {
 	ID   string `json:"id"`
 	Role string `json:"role"`
-	// RoleID is the role's id when the family started: a role deleted and
-	// created again under the same name has another, and does not inherit
-	// the family. Empty in families stored before roles had ids.
-	RoleID string `json:"role_id,omitempty"`
 	// Params and EntityID are the original request, issued again on each
 	// refresh and checked against the role as it is then.
 	Params   issueParams `json:"params"`
@@ -319,7 +315,7 @@ func (b *backend) checkFamilyEntity(f *refreshFamily) (*logical.Response, error)
 // refresh token to res. A non-nil answer or error ends the request.
 func (b *backend) startRefreshFamily(ctx context.Context, s logical.Storage, res *issueResult, p issueParams, entityID string) (*logical.Response, error) {
 	now := b.now()
-	f := &refreshFamily{ID: newRandomID(16), Role: res.role.Name, RoleID: res.role.ID, Params: p, EntityID: entityID, CreatedAt: now}
+	f := &refreshFamily{ID: newRandomID(16), Role: res.role.Name, Params: p, EntityID: entityID, CreatedAt: now}
 	f.addToken(res, now)
 	if err := b.saveFamily(ctx, s, f); err != nil {
 		return b.respondErr(err, "issue: storing refresh family failed", "role", f.Role)
@@ -342,7 +338,10 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 	if err != nil {
 		return b.respondErr(err, "refresh: reading family failed")
 	}
-	if f == nil || !now.Before(f.Expires) {
+	// f.ID == id: on storage that ignores case (the file backend on macOS
+	// or Windows), an id in other case reads the same entry, but would
+	// take another lock.
+	if f == nil || f.ID != id || !now.Before(f.Expires) {
 		return badRequest(`invalid "refresh_token": unknown or expired (a family lives refresh_ttl after its last refresh, and at most the role's refresh_max_ttl after its first issue); issue a new token`)
 	}
 	if !f.RevokedAt.IsZero() {
@@ -364,14 +363,11 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		return b.respondErr(err, "refresh: reading role failed", "role", f.Role)
 	}
 	if r != nil && !r.continuesFamily(f) {
-		return badRequest(`invalid "refresh_token": role %q was deleted and created again since its family started, and a new role does not continue the old one's families; issue a new token`, f.Role)
+		return recreatedRoleRefusal(f.Role)
 	}
 	// A refresh_max_ttl lowered since the last refresh applies now.
 	if r != nil && r.RefreshMaxTTL > 0 && !now.Before(f.CreatedAt.Add(r.RefreshMaxTTL)) {
-		return badRequest(`invalid "refresh_token": its family reached role %q's refresh_max_ttl %s; issue a new token`, f.Role, r.RefreshMaxTTL)
-	}
-	if resp, err := b.checkFamilyEntity(f); resp != nil || err != nil {
-		return resp, err
+		return refreshMaxTTLRefusal(f.Role, r.RefreshMaxTTL)
 	}
 
 	// A revocation of the family's subject or role, or of its latest
@@ -391,6 +387,9 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		}
 	}
 
+	if resp, err := b.checkFamilyEntity(f); resp != nil || err != nil {
+		return resp, err
+	}
 	if live := f.liveTokens(now); len(live) >= maxFamilyTokens {
 		return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf(`invalid "refresh_token": its family already has %d unexpired access tokens, the most a family may have; refresh again after %s, when the oldest expires`, len(live), live[0].Exp.Add(verifyLeeway).UTC().Format(time.RFC3339)))
 	}
@@ -402,6 +401,15 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 	if res.role.RefreshTTL == 0 {
 		return badRequest(`invalid "refresh_token": role %q no longer issues refresh tokens (refresh_ttl is 0)`, f.Role)
 	}
+	// The role issueToken read may be newer than the one checked above (a
+	// role created again meanwhile): check the one the token was issued
+	// under. The token is dropped unseen.
+	if !res.role.continuesFamily(f) {
+		return recreatedRoleRefusal(f.Role)
+	}
+	if m := res.role.RefreshMaxTTL; m > 0 && !now.Before(f.CreatedAt.Add(m)) {
+		return refreshMaxTTLRefusal(f.Role, m)
+	}
 	f.addToken(&res, now)
 	f.Refreshes++
 	if err := b.saveFamily(ctx, s, f); err != nil {
@@ -410,6 +418,14 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		return b.respondErr(err, "refresh: storing family failed", "role", f.Role)
 	}
 	return res.response(&b.expiresAt), nil
+}
+
+func recreatedRoleRefusal(role string) (*logical.Response, error) {
+	return badRequest(`invalid "refresh_token": role %q was deleted and created again since its family started, and a new role does not continue the old one's families; issue a new token`, role)
+}
+
+func refreshMaxTTLRefusal(role string, m time.Duration) (*logical.Response, error) {
+	return badRequest(`invalid "refresh_token": its family reached role %q's refresh_max_ttl %s; issue a new token`, role, m)
 }
 
 // endRevokedFamily answers a refresh of a family whose latest token a

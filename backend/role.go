@@ -47,14 +47,13 @@ var typRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+\-/]{0,63}$`)
 // role/<name>.
 type role struct {
 	Name string `json:"name"`
-	// ID is set when the role is created (or first changed, for roles
-	// stored before roles had ids), so a role deleted and created again
-	// under the same name is told apart from the old one: its refresh
-	// families do not carry over (see continuesFamily).
-	ID string `json:"id,omitempty"`
-	// IDAddedLater: the role existed before roles had ids and got its ID
-	// when it was next changed, so families from before that are its own.
-	IDAddedLater     bool           `json:"id_added_later,omitempty"`
+	// CreatedAt is when the role was created, so that a role deleted and
+	// created again under the same name does not continue the old one's
+	// refresh families (see continuesFamily). A role stored without it (by
+	// an engine before it, or rewritten by one after a rollback) gets the
+	// time of its next write, with CreatedBefore: created at or before then.
+	CreatedAt        time.Time      `json:"created_at,omitzero"`
+	CreatedBefore    bool           `json:"created_before,omitempty"`
 	Key              string         `json:"key"`
 	Issuer           string         `json:"issuer,omitempty"`
 	TTL              time.Duration  `json:"ttl"`
@@ -98,15 +97,15 @@ type role struct {
 }
 
 // continuesFamily reports whether f was started by this role, and not by
-// one deleted since that had the same name. A family started before roles
-// had ids (no RoleID) belongs to a role that has no id yet or got its id
-// later; a role created with an id was created after the family, so the
-// family's role was deleted.
+// one deleted since that had the same name: a name holds one role at a
+// time, so a family started before the role was created is another's. It
+// compares times, not an id the family records, because both entries
+// survive a rollback to an engine that drops members it does not know:
+// the family's created_at is as old as refresh families. Where the role's
+// creation is unknown (no created_at, or only a bound) it cannot tell, and
+// lets the family go on.
 func (r *role) continuesFamily(f *refreshFamily) bool {
-	if f.RoleID != "" {
-		return f.RoleID == r.ID
-	}
-	return r.ID == "" || r.IDAddedLater
+	return r.CreatedAt.IsZero() || r.CreatedBefore || !f.CreatedAt.Before(r.CreatedAt)
 }
 
 // hasTemplates reports whether the role renders anything from identity.

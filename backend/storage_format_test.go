@@ -538,11 +538,11 @@ func TestStorageFormatV1Rewrite(t *testing.T) {
 
 // addedMembers are the optional members added to v1 entries since the
 // fixtures were made, by storage prefix, that a write adds to an entry
-// without them: a role gets its "id" (and "id_added_later") on its next
-// write (see role.ID). They
+// without them: a role gets its "created_at" (and "created_before") on its
+// next write (see role.CreatedAt). They
 // are the only difference TestStorageFormatV1Rewrite allows.
 var addedMembers = map[string]*regexp.Regexp{
-	rolePrefix: regexp.MustCompile(`,"id":"[A-Za-z0-9_-]{22}"(,"id_added_later":true)?`),
+	rolePrefix: regexp.MustCompile(`,"created_at":"[^"]+","created_before":true`),
 }
 
 // withoutAddedMembers removes from written what addedMembers lets a write
