@@ -66,7 +66,8 @@ never past the family's first issue plus the role's refresh_max_ttl.
 A refresh token that is not its family's latest (one already used) is taken
 as stolen: the whole family is revoked, its refresh tokens stop working and
 its access tokens that have not expired are revoked (jwt/verify reports them
-inactive, jwt/revocations lists their jtis). Revoking the family's subject or
+inactive, jwt/revocations lists their jtis), also after the family itself has
+expired, while one of its access tokens has not. Revoking the family's subject or
 role, or its latest token, also ends it for good: the refresh that finds the
 revocation marks the family ended, so tidying the revocation does not bring
 it back. Refresh tokens are stored only as SHA-256 hashes.

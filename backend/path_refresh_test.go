@@ -878,3 +878,37 @@ func TestRefreshOtherFamiliesDoNotWait(t *testing.T) {
 		t.Fatalf("refresh of another family: %v", err)
 	}
 }
+
+// TestRefreshReuseAfterFamilyEnded: a used refresh token presented after
+// its family ended at refresh_max_ttl still revokes the family's access
+// tokens that live on, since the latest may be a thief's; the latest
+// refresh token presented then is just expired.
+func TestRefreshReuseAfterFamilyEnded(t *testing.T) {
+	tb := refreshBackendWithRole(t, map[string]any{"ttl": "5m", "refresh_ttl": "1h", "refresh_max_ttl": "2h"})
+	rt0 := tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string) // 12:00
+	tb.clock.Add(59 * time.Minute)                                        // 12:59
+	rt0 = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt0}).Data["refresh_token"].(string)
+	tb.clock.Add(59 * time.Minute) // 13:58
+	stolen := tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt0}).Data
+	if stolen["refresh_expires_at"] != "2026-11-23T14:00:00Z" {
+		t.Fatalf("refresh_expires_at %v, want the family's end at 14:00", stolen["refresh_expires_at"])
+	}
+	tb.clock.Add(3 * time.Minute) // 14:01: the family has ended; the 13:58 token lives to 14:03
+
+	before := tb.snapshot(t)
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": stolen["refresh_token"]}, "expired")
+	if after := tb.snapshot(t); !maps.Equal(after, before) {
+		t.Fatal("the latest refresh token of an ended family changed storage")
+	}
+	tb.refusedRefresh(t, rt0, "already used")
+	if active, reason, _ := tb.verify(t, stolen["token"].(string), ""); active || !strings.Contains(reason, "revoked") {
+		t.Fatalf("the access token of an ended family's reused refresh token: active=%v %s, want revoked", active, reason)
+	}
+	// Once every access token has expired there is nothing to revoke.
+	tb.clock.Add(10 * time.Minute)
+	before = tb.snapshot(t)
+	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt0}, "expired")
+	if after := tb.snapshot(t); !maps.Equal(after, before) {
+		t.Fatal("a refused refresh changed storage")
+	}
+}

@@ -341,6 +341,13 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 	// f.ID == id: on storage that ignores case (the file backend on macOS
 	// or Windows), an id in other case reads the same entry, but would
 	// take another lock.
+	if f != nil && f.ID == id && !now.Before(f.Expires) && f.RevokedAt.IsZero() &&
+		len(f.liveTokens(now)) > 0 && !secretMatches(f, secret) {
+		// A used refresh token presented after its family expired (at
+		// refresh_max_ttl, say): the family's access tokens may outlive
+		// it, and one may be a thief's, so it is revoked as before expiry.
+		return b.revokeFamily(ctx, s, f, now)
+	}
 	if f == nil || f.ID != id || !now.Before(f.Expires) {
 		return badRequest(`invalid "refresh_token": unknown or expired (a family lives refresh_ttl after its last refresh, and at most the role's refresh_max_ttl after its first issue); issue a new token`)
 	}
@@ -355,7 +362,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		}
 		return badRequest(`invalid "refresh_token": its token family was revoked at %s after a used refresh token was presented again; issue a new token`, f.RevokedAt.UTC().Format(time.RFC3339))
 	}
-	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(f.SecretHash)) != 1 {
+	if !secretMatches(f, secret) {
 		return b.revokeFamily(ctx, s, f, now)
 	}
 	r, err := b.getRole(ctx, s, f.Role)
@@ -418,6 +425,12 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, refreshToken s
 		return b.respondErr(err, "refresh: storing family failed", "role", f.Role)
 	}
 	return res.response(&b.expiresAt), nil
+}
+
+// secretMatches reports whether secret is the family's latest, in
+// constant time.
+func secretMatches(f *refreshFamily, secret string) bool {
+	return subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(f.SecretHash)) == 1
 }
 
 func recreatedRoleRefusal(role string) (*logical.Response, error) {
