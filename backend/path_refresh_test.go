@@ -900,6 +900,10 @@ func TestRefreshReuseAfterFamilyEnded(t *testing.T) {
 	if after := tb.snapshot(t); !maps.Equal(after, before) {
 		t.Fatal("the latest refresh token of an ended family changed storage")
 	}
+	// Tidy keeps the ended family while its access tokens live.
+	if n := tb.mustWrite(t, "tidy", nil).Data["refresh_families_removed"]; n != 0 {
+		t.Fatalf("tidy removed %v families while an access token of an ended family lived", n)
+	}
 	tb.refusedRefresh(t, rt0, "already used")
 	if active, reason, _ := tb.verify(t, stolen["token"].(string), ""); active || !strings.Contains(reason, "revoked") {
 		t.Fatalf("the access token of an ended family's reused refresh token: active=%v %s, want revoked", active, reason)
@@ -910,5 +914,8 @@ func TestRefreshReuseAfterFamilyEnded(t *testing.T) {
 	tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt0}, "expired")
 	if after := tb.snapshot(t); !maps.Equal(after, before) {
 		t.Fatal("a refused refresh changed storage")
+	}
+	if n := tb.mustWrite(t, "tidy", nil).Data["refresh_families_removed"]; n != 1 {
+		t.Fatalf("tidy removed %v families once the ended family's tokens expired, want 1", n)
 	}
 }

@@ -73,7 +73,7 @@ func pathRevoke(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathTidy,
-					Summary:  "Remove expired refresh token families, and revocation entries whose tokens have all expired and that no live family needs (the periodic function also does this).",
+					Summary:  "Remove expired refresh token families (once their access tokens have expired too), and revocation entries whose tokens have all expired and that no live family needs (the periodic function also does this).",
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
 						"removed":                  {Type: framework.TypeInt, Required: true, Description: "Revocation entries removed."},
 						"refresh_families_removed": {Type: framework.TypeInt, Required: true, Description: "Expired refresh token families removed."},

@@ -159,6 +159,8 @@ type familyIndex struct {
 // familyInfo is what the index keeps of a family.
 type familyInfo struct {
 	expires time.Time
+	// tidyAt is when tidy may delete the family (tidyAfter).
+	tidyAt time.Time
 	// lastIssuedAt and lastJTI are of the family's latest access token,
 	// which revocation entries are checked against on refresh.
 	lastIssuedAt time.Time
@@ -170,7 +172,7 @@ type familyInfo struct {
 }
 
 func infoOf(f *refreshFamily) familyInfo {
-	fi := familyInfo{expires: f.Expires, lastIssuedAt: f.LastIssuedAt, revoked: !f.RevokedAt.IsZero()}
+	fi := familyInfo{expires: f.Expires, tidyAt: f.tidyAfter(), lastIssuedAt: f.LastIssuedAt, revoked: !f.RevokedAt.IsZero()}
 	if n := len(f.Tokens); n > 0 {
 		fi.lastJTI = f.Tokens[n-1].JTI
 	}
@@ -267,6 +269,19 @@ func (f *refreshFamily) addToken(res *issueResult, now time.Time) {
 	}
 	res.refreshToken = f.ID + "." + secret
 	res.refreshExpires = f.Expires
+}
+
+// tidyAfter is when the family may be deleted: once it has expired and so
+// have its access tokens, since until then presenting a used refresh token
+// of it still revokes them (see refresh).
+func (f *refreshFamily) tidyAfter() time.Time {
+	t := f.Expires
+	for _, tok := range f.Tokens {
+		if e := tok.Exp.Add(verifyLeeway); e.After(t) {
+			t = e
+		}
+	}
+	return t
 }
 
 // liveTokens returns the family's access tokens that have not expired,
@@ -519,7 +534,7 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 	seen := map[string]uint64{} // the note each due family had
 	scan := b.families.exp == nil
 	for id, fi := range b.families.exp {
-		if !now.Before(fi.expires) {
+		if !now.Before(fi.tidyAt) {
 			due = append(due, id)
 			seen[id] = fi.seq
 		}
@@ -553,7 +568,7 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 			if f == nil {
 				continue
 			}
-			if now.Before(f.Expires) {
+			if now.Before(f.tidyAfter()) {
 				known[id] = infoOf(f)
 				continue
 			}
@@ -594,7 +609,7 @@ func (b *backend) tidyRefreshFamilies(ctx context.Context, s logical.Storage) (i
 }
 
 // deleteFamilyIfExpired reads family id under its familyLock and deletes it if
-// it has expired; otherwise it returns what the index keeps of it (nil if
+// it has expired and so have its access tokens (tidyAfter); otherwise it returns what the index keeps of it (nil if
 // it is gone).
 func (b *backend) deleteFamilyIfExpired(ctx context.Context, s logical.Storage, id string, now time.Time) (deleted bool, live *familyInfo, err error) {
 	mu := b.familyLock(id)
@@ -604,7 +619,7 @@ func (b *backend) deleteFamilyIfExpired(ctx context.Context, s logical.Storage, 
 	if err != nil || f == nil {
 		return false, nil, err
 	}
-	if now.Before(f.Expires) {
+	if now.Before(f.tidyAfter()) {
 		fi := infoOf(f)
 		return false, &fi, nil
 	}
