@@ -919,3 +919,61 @@ func TestRefreshReuseAfterFamilyEnded(t *testing.T) {
 		t.Fatalf("tidy removed %v families once the ended family's tokens expired, want 1", n)
 	}
 }
+
+// TestRefreshAccessTokensLiveThroughLeeway: a family's access token counts
+// as live until its exp plus verify's leeway, as long as jwt/verify
+// accepts it: a used refresh token presented then, after the family has
+// ended, still revokes it, and tidy keeps the family until then.
+func TestRefreshAccessTokensLiveThroughLeeway(t *testing.T) {
+	tb := refreshBackendWithRole(t, map[string]any{"ttl": "5m", "refresh_ttl": "1h", "refresh_max_ttl": "2h"})
+	rt := tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string) // 12:00
+	tb.clock.Add(59 * time.Minute)                                       // 12:59
+	used := tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+	tb.clock.Add(59 * time.Minute) // 13:58: the family ends at 14:00, this token at 14:03
+	stolen := tb.mustWrite(t, "refresh", map[string]any{"refresh_token": used}).Data["token"].(string)
+
+	tb.clock.Add(5*time.Minute + verifyLeeway - time.Second) // 14:03:29
+	if active, reason, _ := tb.verify(t, stolen, ""); !active {
+		t.Fatalf("token 29s past its exp: inactive (%s), want active within verify's leeway", reason)
+	}
+	if n := tb.mustWrite(t, "tidy", nil).Data["refresh_families_removed"]; n != 0 {
+		t.Fatalf("tidy removed %v families while an access token verified within the leeway", n)
+	}
+	tb.refusedRefresh(t, used, "already used")
+	if active, reason, _ := tb.verify(t, stolen, ""); active || !strings.Contains(reason, "revoked") {
+		t.Fatalf("token of a reused refresh token within the leeway: active=%v %s, want revoked", active, reason)
+	}
+	tb.clock.Add(time.Second) // 14:03:30: exp plus the leeway
+	if n := tb.mustWrite(t, "tidy", nil).Data["refresh_families_removed"]; n != 1 {
+		t.Fatalf("tidy removed %v families once every access token was past the leeway, want 1", n)
+	}
+}
+
+// TestRefreshPrunesExpiredTokens: a refresh drops from the family's entry
+// the access tokens past their exp plus verify's leeway, so the entry does
+// not grow with every refresh, and keeps those within it.
+func TestRefreshPrunesExpiredTokens(t *testing.T) {
+	tb := refreshBackend(t) // ttl 5m
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	id, _, _ := strings.Cut(rt, ".")
+	tokens := func() int {
+		t.Helper()
+		f, err := loadFamily(t.Context(), tb.storage, id)
+		if err != nil || f == nil {
+			t.Fatalf("loading family: %v %v", f, err)
+		}
+		return len(f.Tokens)
+	}
+	for range 3 {
+		tb.clock.Add(5*time.Minute + verifyLeeway) // the latest token is exactly past the leeway
+		rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+		if n := tokens(); n != 1 {
+			t.Fatalf("family holds %d access tokens, want 1: expired ones are pruned", n)
+		}
+	}
+	tb.clock.Add(5 * time.Minute) // the latest token is at its exp, within the leeway
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+	if n := tokens(); n != 2 {
+		t.Fatalf("family holds %d access tokens, want 2: one at its exp is still within the leeway", n)
+	}
+}
