@@ -977,3 +977,52 @@ func TestRefreshPrunesExpiredTokens(t *testing.T) {
 		t.Fatalf("family holds %d access tokens, want 2: one at its exp is still within the leeway", n)
 	}
 }
+
+// TestRefreshAfterFamilyEndedChangesNothing: after a family has ended,
+// while an access token of it lives on, a used refresh token of it is
+// refused as expired, changing nothing, when the family id comes in other
+// case (on storage that ignores case: it is not the family's id), or when
+// the family was already revoked for reuse.
+func TestRefreshAfterFamilyEndedChangesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		present func(t *testing.T, tb *testBackend, used string) string
+	}{
+		{"id in other case", func(t *testing.T, tb *testBackend, used string) string {
+			id, secret, _ := strings.Cut(used, ".")
+			tb.storage = &foldingStorage{Storage: tb.storage}
+			return flipFirstLetter(t, id) + "." + secret
+		}},
+		{"already revoked for reuse", func(t *testing.T, tb *testBackend, used string) string {
+			tb.clock.Add(-2 * time.Minute) // 12:59, before the family ends
+			tb.refusedRefresh(t, used, "already used")
+			tb.clock.Add(2 * time.Minute)
+			return used
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := refreshBackendWithRole(t, map[string]any{"ttl": "5m", "refresh_ttl": "1h", "refresh_max_ttl": "1h"})
+			used := tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string) // 12:00; the family ends at 13:00
+			tb.clock.Add(58 * time.Minute)
+			tb.mustWrite(t, "refresh", map[string]any{"refresh_token": used}) // 12:58: a token until 13:03
+			tb.clock.Add(3 * time.Minute)                                     // 13:01
+			rt := tc.present(t, tb, used)
+			tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "unknown or expired")
+		})
+	}
+}
+
+// flipFirstLetter returns id with the case of its first letter (not its
+// last character, whose low bits a strict decoder checks) flipped.
+func flipFirstLetter(t *testing.T, id string) string {
+	t.Helper()
+	flipped := []byte(id)
+	for i, c := range flipped[:len(flipped)-1] {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			flipped[i] ^= 0x20
+			return string(flipped)
+		}
+	}
+	t.Fatalf("family id %q has no letter to flip", id) // fixed seed: never
+	return ""
+}
