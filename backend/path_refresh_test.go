@@ -978,11 +978,12 @@ func TestRefreshPrunesExpiredTokens(t *testing.T) {
 	}
 }
 
-// TestRefreshAfterFamilyEndedChangesNothing: after a family has ended,
-// while an access token of it lives on, a used refresh token of it is
-// refused as expired, changing nothing, when the family id comes in other
-// case (on storage that ignores case: it is not the family's id), or when
-// the family was already revoked for reuse.
+// TestRefreshAfterFamilyEndedChangesNothing: after a family has ended, a
+// used refresh token of it (which, while an access token of the family
+// lives, revokes them) is refused as expired, changing nothing, when the family id comes in other
+// case (on storage that ignores case: it is not the family's id), when the
+// family was already revoked for reuse, or once every access token of it
+// is past verify's leeway.
 func TestRefreshAfterFamilyEndedChangesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -992,6 +993,10 @@ func TestRefreshAfterFamilyEndedChangesNothing(t *testing.T) {
 			id, secret, _ := strings.Cut(used, ".")
 			tb.storage = &foldingStorage{Storage: tb.storage}
 			return flipFirstLetter(t, id) + "." + secret
+		}},
+		{"every access token expired", func(t *testing.T, tb *testBackend, used string) string {
+			tb.clock.Add(2*time.Minute + verifyLeeway) // 13:03:30: nothing left to revoke
+			return used
 		}},
 		{"already revoked for reuse", func(t *testing.T, tb *testBackend, used string) string {
 			tb.clock.Add(-2 * time.Minute) // 12:59, before the family ends
