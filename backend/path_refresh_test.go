@@ -1031,3 +1031,24 @@ func flipFirstLetter(t *testing.T, id string) string {
 	t.Fatalf("family id %q has no letter to flip", id) // fixed seed: never
 	return ""
 }
+
+// TestRefreshRoleRecreatedUnlike: a family of a role deleted and created
+// again is refused for that, before anything the new role would refuse
+// the stored request for (and before a token is signed under it).
+func TestRefreshRoleRecreatedUnlike(t *testing.T) {
+	for name, recreated := range map[string]map[string]any{
+		"no refresh tokens":      {"key": "k", "ttl": "5m", "refresh_ttl": 0, "allowed_subjects": "user-*"},
+		"other allowed_subjects": {"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "svc-*"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tb := refreshBackendWithRole(t, map[string]any{"ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "user-*"})
+			rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+			tb.clock.Add(time.Second)
+			if _, err := tb.request(t, logical.DeleteOperation, "roles/r", nil); err != nil {
+				t.Fatal(err)
+			}
+			tb.mustWrite(t, "roles/r", recreated)
+			tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, `role "r" was deleted and created again`)
+		})
+	}
+}
