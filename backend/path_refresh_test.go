@@ -1052,3 +1052,88 @@ func TestRefreshRoleRecreatedUnlike(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshTokenCapRetryAfterOldest: the 429 of a family at its token
+// cap names when its oldest access token expires (plus verify's leeway),
+// and the cap frees a slot then, not before.
+func TestRefreshTokenCapRetryAfterOldest(t *testing.T) {
+	tb := refreshBackend(t) // ttl 5m
+	// The oldest token at 12:00:00, expiring at 12:05:00.
+	rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+	for range maxFamilyTokens - 1 {
+		tb.clock.Add(time.Second) // the latest at 12:01:39
+		rt = tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}).Data["refresh_token"].(string)
+	}
+	refuse := func() {
+		t.Helper()
+		resp, err := tb.request(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt})
+		if code := httpStatus(logical.UpdateOperation, "refresh", resp, err); code != http.StatusTooManyRequests {
+			t.Fatalf("refresh past the cap at %s: status %d (%v %v), want 429", tb.clock.Now().Format(time.TimeOnly), code, resp, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "refresh again after 2026-11-23T12:05:30Z") {
+			t.Fatalf("429 message %q should name when the oldest token (exp 12:05:00) is past the leeway", msg)
+		}
+	}
+	refuse()
+	tb.clock.Add(time.Date(2026, 11, 23, 12, 5, 29, 0, time.UTC).Sub(tb.clock.Now()))
+	refuse()
+	tb.clock.Add(time.Second) // 12:05:30
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt})
+}
+
+// TestRefreshMaxTTLLoweredDuringRefresh: the role a refresh checks and the
+// one it issues under are read apart; a refresh_max_ttl lowered in between
+// below the family's age is caught on the one the token was issued under,
+// and no token goes out.
+func TestRefreshMaxTTLLoweredDuringRefresh(t *testing.T) {
+	tb := refreshBackendWithRole(t, map[string]any{"ttl": "5m", "refresh_ttl": "1h"})
+	withEntity(tb)
+	rt := tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string)
+	tb.clock.Add(40 * time.Minute)
+	// The entity lookup comes between the two reads of the role.
+	hook := &entityHookSystemView{StaticSystemView: tb.sys, hook: func() {
+		tb.mustWrite(t, "roles/r", map[string]any{"refresh_max_ttl": "30m", "refresh_ttl": "30m"})
+	}}
+	tb.System().(*cachedSystemView).SystemView = hook
+	before := tb.snapshot(t)
+	tb.refusedRefresh(t, rt, "refresh_max_ttl")
+	after := tb.snapshot(t)
+	delete(before, rolePrefix+"r")
+	delete(after, rolePrefix+"r")
+	if !maps.Equal(after, before) {
+		t.Fatal("a refresh refused for refresh_max_ttl changed the family")
+	}
+}
+
+// TestTidyEndedFamilyWithLiveTokens: tidy keeps a family that has ended
+// while an access token of it lives (a used refresh token presented then
+// still revokes it), without reading it again at every run, also when
+// another node changed it; and removes it once that token is past verify's
+// leeway.
+func TestTidyEndedFamilyWithLiveTokens(t *testing.T) {
+	tb := refreshBackendWithRole(t, map[string]any{"ttl": "5m", "refresh_ttl": "1h", "refresh_max_ttl": "1h"})
+	rt := tb.mustWrite(t, "issue/r", nil).Data["refresh_token"].(string) // 12:00; the family ends at 13:00
+	id, _, _ := strings.Cut(rt, ".")
+	tb.clock.Add(58 * time.Minute)
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": rt}) // 12:58: a token until 13:03
+	tb.clock.Add(3 * time.Minute)                                   // 13:01
+	cs := &countingStorage{Storage: tb.storage}
+	tidy := func(wantRemoved int, wantReads int64, when string) {
+		t.Helper()
+		cs.reads.Store(0)
+		n, err := tb.tidyRefreshFamilies(t.Context(), cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != wantRemoved || cs.reads.Load() != wantReads {
+			t.Fatalf("%s: tidy removed %d families with %d reads, want %d with %d", when, n, cs.reads.Load(), wantRemoved, wantReads)
+		}
+	}
+	tidy(0, 2, "first tidy (a List and the family)")
+	tidy(0, 0, "second tidy (nothing due before 13:03:30)")
+	tb.Backend.InvalidateKey(t.Context(), refreshPrefix+id) // another node changed it
+	tidy(0, 1, "after an invalidation")
+	tidy(0, 0, "after the family was read again")
+	tb.clock.Add(2*time.Minute + verifyLeeway) // 13:03:30
+	tidy(1, 1, "once the token is past the leeway")
+}
