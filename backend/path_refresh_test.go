@@ -1137,3 +1137,26 @@ func TestTidyEndedFamilyWithLiveTokens(t *testing.T) {
 	tb.clock.Add(2*time.Minute + verifyLeeway) // 13:03:30
 	tidy(1, 1, "once the token is past the leeway")
 }
+
+// TestRefreshMaxTTLRefusedFirst: a family that has reached its role's
+// refresh_max_ttl (lowered since its last refresh, to exactly its age here)
+// is refused for that, changing nothing, before a revocation of its
+// subject would mark it revoked or the role's policy would refuse its
+// stored request.
+func TestRefreshMaxTTLRefusedFirst(t *testing.T) {
+	for name, change := range map[string]func(t *testing.T, tb *testBackend){
+		"subject revoked": func(t *testing.T, tb *testBackend) { tb.mustWrite(t, "revoke", map[string]any{"subject": "user-a"}) },
+		"subject no longer allowed": func(t *testing.T, tb *testBackend) {
+			tb.mustWrite(t, "roles/r", map[string]any{"allowed_subjects": "svc-*"})
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tb := refreshBackend(t) // refresh_ttl 1h
+			rt := tb.mustWrite(t, "issue/r", map[string]any{"subject": "user-a"}).Data["refresh_token"].(string)
+			tb.clock.Add(30 * time.Minute)
+			tb.mustWrite(t, "roles/r", map[string]any{"refresh_max_ttl": "30m", "refresh_ttl": "30m"})
+			change(t, tb)
+			tb.wantBadRequest(t, logical.UpdateOperation, "refresh", map[string]any{"refresh_token": rt}, "refresh_max_ttl")
+		})
+	}
+}
