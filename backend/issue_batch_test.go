@@ -179,3 +179,36 @@ func (s *cancelOnPut) Put(ctx context.Context, e *logical.StorageEntry) error {
 	}
 	return err
 }
+
+// TestIssueBatchStoppedCountsRefusedItems: a batch stopped because its
+// request ended says how many items were done, refused ones included: the
+// refused items before the one whose family store ends the request are
+// done, as each worker finishes the item it took.
+func TestIssueBatchStoppedCountsRefusedItems(t *testing.T) {
+	tb := refreshBackend(t) // allowed_subjects user-*
+	const refused = 20
+	items := make([]any, 0, 2*refused+1)
+	for range refused {
+		items = append(items, map[string]any{"subject": "svc-x"})
+	}
+	for range refused + 1 {
+		items = append(items, map[string]any{"subject": "user-a"})
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	storage := &cancelOnPut{Storage: tb.storage, prefix: refreshPrefix, cancel: cancel}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: storage, Data: map[string]any{"batch_input": items}}
+	_, err := tb.handler.HandleRequest(ctx, req)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("batch of a cancelled request: err=%v, want context.Canceled", err)
+	}
+	var done, total int
+	if _, scanErr := fmt.Sscanf(err.Error(), "batch stopped after %d of %d items", &done, &total); scanErr != nil {
+		t.Fatalf("error %q: %v", err, scanErr)
+	}
+	// The refused items and the first issued one, and at most one more
+	// item per other worker.
+	if total != len(items) || done < refused+1 || done > refused+runtime.GOMAXPROCS(0) {
+		t.Fatalf("batch stopped after %d of %d items, want %d to %d of %d", done, total, refused+1, refused+runtime.GOMAXPROCS(0), len(items))
+	}
+}
