@@ -150,6 +150,9 @@ func TestDiscovery(t *testing.T) {
 		{"https://:8200/v1/jwt", "", "discovery needs an issuer that is an http(s) URL"},
 		{"ftp://vault.test/v1/jwt", "", "discovery needs an issuer that is an http(s) URL"},
 		{"spiffe://vault.test/jwt", "", "discovery needs an issuer that is an http(s) URL"},
+		// An empty query: a valid "iss" (it has no query to refuse), but
+		// <issuer>/.well-known/keys would put the path in the query.
+		{"https://vault.test/v1/jwt?", "", "discovery needs an issuer that is an http(s) URL"},
 	} {
 		t.Run(tc.issuer, func(t *testing.T) {
 			tb.mustWrite(t, "config", map[string]any{"issuer": tc.issuer})
