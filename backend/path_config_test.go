@@ -157,3 +157,29 @@ func TestJWKSMaxAgeLoweringRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestJWKSOldMaxAgeUntilPasses: jwks_old_max_age_until is shown on read
+// until the instant it names, not from it on, though still stored until the
+// next write, which drops it at that very instant.
+func TestJWKSOldMaxAgeUntilPasses(t *testing.T) {
+	const field = "jwks_old_max_age_until"
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "10s"}) // 12:00, lowered from 5m
+	tb.clock.Add(5*time.Minute - time.Second)
+	if got := tb.mustRead(t, "config").Data[field]; got != "2026-11-23T12:05:00Z" {
+		t.Fatalf("read at 12:04:59: %s=%v, want 2026-11-23T12:05:00Z", field, got)
+	}
+	tb.clock.Add(time.Second) // 12:05:00
+	if got, ok := tb.mustRead(t, "config").Data[field]; ok {
+		t.Fatalf("read at 12:05:00: %s=%v, want none once it has passed", field, got)
+	}
+	tb.mustWrite(t, "config", map[string]any{"issuer": "https://vault.test/v1/jwt"})
+	entry, err := tb.storage.Get(t.Context(), configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(entry.Value), field) {
+		t.Fatalf("a write at 12:05:00 stored %s, which has passed: %s", field, entry.Value)
+	}
+}
