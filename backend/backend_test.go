@@ -622,3 +622,40 @@ func TestSecretFieldsAreSensitive(t *testing.T) {
 		t.Errorf("found %d secret fields, want verify's and revoke's token, refresh_token, secret_key and session_token", found)
 	}
 }
+
+// TestMountFollowsRequests: messages that name a path to write name the
+// mount requests arrive on: "<mount>/" until one has said, the new one
+// after a remount (Vault keeps the backend when it moves a mount), and
+// still the known one after a request without a mount point. So do log
+// lines.
+func TestMountFollowsRequests(t *testing.T) {
+	tb := getTestBackend(t) // its config write had no mount point
+	tb.mustWrite(t, "keys/k", nil)
+	missingKey := func(want string) {
+		t.Helper()
+		tb.wantBadRequest(t, logical.UpdateOperation, "roles/r", map[string]any{"key": "missing"}, "create it with "+want+" first")
+	}
+	missingKey("<mount>/keys/missing")
+	tb.mountPoint = "jwt/"
+	missingKey("jwt/keys/missing")
+	tb.mountPoint = "jwt-moved/"
+	missingKey("jwt-moved/keys/missing")
+	tb.Logger().Info("after the remount")
+	tb.mountPoint = ""
+	missingKey("jwt-moved/keys/missing")
+	tb.Logger().Info("after a request without a mount point")
+	mounts := map[string]string{}
+	for line := range strings.Lines(tb.logs.String()) {
+		var l struct {
+			Message string `json:"@message"`
+			Mount   string `json:"mount"`
+		}
+		decodeJSON(t, []byte(line), &l)
+		mounts[l.Message] = l.Mount
+	}
+	for msg, want := range map[string]string{"after the remount": "jwt-moved/", "after a request without a mount point": "jwt-moved/"} {
+		if mounts[msg] != want {
+			t.Errorf("log line %q names mount %q, want %q", msg, mounts[msg], want)
+		}
+	}
+}
