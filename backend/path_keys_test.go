@@ -486,6 +486,8 @@ func TestStagedRotationAfterLoweringJWKSMaxAge(t *testing.T) {
 		{"rotation_period, at once", 0, periodicK, freshUntil},
 		{"rotation_period, half an hour later", 30 * time.Minute, periodicK, freshUntil},
 		{"rotation_period, once the old copies are stale", 2 * time.Hour, periodicK, "2026-11-23T15:00:10Z"},
+		// Due at 13:30: within the old max-age of now, not within the new.
+		{"rotation_period due within the old max-age", 0, periodicKPeriod("1h30m"), freshUntil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tb := getTestBackend(t)
@@ -524,10 +526,16 @@ func rotateK(data map[string]any) func(t *testing.T, tb *testBackend) {
 // periodicK gives key k a rotation_period that is already over (version 1
 // signed from 12:00) and runs the periodic function, which stages the
 // rotation.
-func periodicK(t *testing.T, tb *testBackend) {
-	t.Helper()
-	tb.mustWrite(t, "keys/k", map[string]any{"rotation_period": "1h"})
-	if err := tb.periodic(t.Context(), &logical.Request{Storage: tb.storage}); err != nil {
-		t.Fatal(err)
+func periodicK(t *testing.T, tb *testBackend) { periodicKPeriod("1h")(t, tb) }
+
+// periodicKPeriod gives key k the rotation_period period (version 1 signed
+// from 12:00) and runs the periodic function.
+func periodicKPeriod(period string) func(t *testing.T, tb *testBackend) {
+	return func(t *testing.T, tb *testBackend) {
+		t.Helper()
+		tb.mustWrite(t, "keys/k", map[string]any{"rotation_period": period})
+		if err := tb.periodic(t.Context(), &logical.Request{Storage: tb.storage}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
