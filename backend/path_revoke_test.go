@@ -392,7 +392,11 @@ func TestRevocationLoadDoesNotBlockIssue(t *testing.T) {
 		resp, err := tb.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Data: map[string]any{"token": tok["token"]}, Storage: g})
 		done <- err == nil && resp.Data["active"] == false
 	}()
-	<-g.entered // the load is under way and stuck on storage
+	select {
+	case <-g.entered: // the load is under way and stuck on storage
+	case <-done:
+		t.Fatal("verify answered without loading the revocation index")
+	}
 
 	// Issue still works, promptly.
 	issued := make(chan error, 1)
