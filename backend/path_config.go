@@ -97,7 +97,8 @@ func validateIssuer(iss string) error {
 func issuerURL(iss string) (*url.URL, bool) {
 	u, err := url.Parse(iss)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Opaque != "" || u.Hostname() == "" ||
-		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		u.RawQuery != "" || u.ForceQuery || strings.Contains(iss, "#") {
+		// "#" alone parses as no fragment, as "?" alone sets ForceQuery.
 		return nil, false
 	}
 	return u, true

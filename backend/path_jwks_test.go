@@ -153,6 +153,9 @@ func TestDiscovery(t *testing.T) {
 		// An empty query: a valid "iss" (it has no query to refuse), but
 		// <issuer>/.well-known/keys would put the path in the query.
 		{"https://vault.test/v1/jwt?", "", "discovery needs an issuer that is an http(s) URL"},
+		// An empty fragment likewise: Go parses "#" as no fragment, and
+		// the jwks_uri would be all fragment.
+		{"https://vault.test/v1/jwt#", "", "discovery needs an issuer that is an http(s) URL"},
 	} {
 		t.Run(tc.issuer, func(t *testing.T) {
 			tb.mustWrite(t, "config", map[string]any{"issuer": tc.issuer})
