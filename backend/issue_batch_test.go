@@ -144,14 +144,9 @@ func TestIssueBatchStopsWhenTheCallerLeaves(t *testing.T) {
 	for i := range items {
 		items[i] = map[string]any{"subject": "user-a"}
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	// The request ends as the first family is stored.
-	storage := &cancelOnPut{Storage: tb.storage, prefix: refreshPrefix, cancel: cancel}
-	req := &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: storage, Data: map[string]any{"batch_input": items}}
-	resp, err := tb.handler.HandleRequest(ctx, req)
+	storage, err := batchEndingAtFirstFamily(t, tb, items)
 	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("batch of a cancelled request: resp=%v err=%v, want context.Canceled", resp, err)
+		t.Fatalf("batch of a cancelled request: err=%v, want context.Canceled", err)
 	}
 	// Each worker may finish the item it was on.
 	if n := storage.puts.Load(); n > int64(runtime.GOMAXPROCS(0)) {
@@ -160,6 +155,20 @@ func TestIssueBatchStopsWhenTheCallerLeaves(t *testing.T) {
 	if !strings.Contains(tb.logs.String(), "batch stopped") {
 		t.Fatal("the stopped batch was not logged")
 	}
+}
+
+// batchEndingAtFirstFamily issues items as a batch from role r, whose
+// request ends (its context is cancelled) as the first refresh family is
+// stored, and returns the storage, which counts the families stored or
+// tried, and the request's error.
+func batchEndingAtFirstFamily(t *testing.T, tb *testBackend, items []any) (*cancelOnPut, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	storage := &cancelOnPut{Storage: tb.storage, prefix: refreshPrefix, cancel: cancel}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: storage, Data: map[string]any{"batch_input": items}}
+	_, err := tb.handler.HandleRequest(ctx, req)
+	return storage, err
 }
 
 // cancelOnPut calls cancel when an entry under prefix is stored, and
@@ -194,11 +203,7 @@ func TestIssueBatchStoppedCountsRefusedItems(t *testing.T) {
 	for range refused + 1 {
 		items = append(items, map[string]any{"subject": "user-a"})
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	storage := &cancelOnPut{Storage: tb.storage, prefix: refreshPrefix, cancel: cancel}
-	req := &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: storage, Data: map[string]any{"batch_input": items}}
-	_, err := tb.handler.HandleRequest(ctx, req)
+	_, err := batchEndingAtFirstFamily(t, tb, items)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("batch of a cancelled request: err=%v, want context.Canceled", err)
 	}
