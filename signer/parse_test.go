@@ -63,6 +63,9 @@ func TestParseCompact(t *testing.T) {
 		{"header not UTF-8", seg("{\"alg\":\"ES256\",\"x\":\"\xff\"}") + body, ErrMalformed},
 		{"trailing data after header", seg(`{"alg":"ES256"} {}`) + body, ErrMalformed},
 		{"kid not a string", seg(`{"alg":"ES256","kid":7}`) + body, ErrMalformed},
+		{"typ not a string", seg(`{"alg":"ES256","typ":["JWT"]}`) + body, ErrMalformed},
+		{"typ null", seg(`{"alg":"ES256","typ":null}`) + body, ErrMalformed},
+		{"header null", seg(`null`) + body, ErrMalformed},
 		{"too long", seg(`{"alg":"ES256"}`) + "." + strings.Repeat("A", MaxTokenLength) + ".c2ln", ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,7 +140,7 @@ func TestParseClaims(t *testing.T) {
 	if err != nil || c["sub"] != "a" || c["n"].(interface{ String() string }).String() != "12345678901234567890" {
 		t.Fatalf("%v %v", c, err)
 	}
-	for _, bad := range []string{`{"sub":"a","sub":"b"}`, `{"act":{"sub":"a","sub":"b"}}`, `[]`, `{"a":1}x`, "{\"a\":\"\xff\"}", `foo`} {
+	for _, bad := range []string{`{"sub":"a","sub":"b"}`, `{"act":{"sub":"a","sub":"b"}}`, `[]`, `{"a":1}x`, "{\"a\":\"\xff\"}", `foo`, `null`, `"sub"`} {
 		if _, err := ParseClaims([]byte(bad)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("ParseClaims(%q) = %v", bad, err)
 		}

@@ -1,9 +1,12 @@
 package local
 
 import (
+	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
@@ -86,5 +89,25 @@ func TestNewRefusesSmallRSA(t *testing.T) {
 	}
 	if _, err := New(signer.RS256, "", small); !errors.Is(err, signer.ErrKeyMismatch) {
 		t.Fatalf("New with a 1024-bit key: err = %v, want ErrKeyMismatch", err)
+	}
+}
+
+// TestParsePrivateKeyRefusesKeysThatCannotSign: PKCS #8 also holds X25519
+// keys, which crypto/x509 parses but which cannot sign; stored bytes that
+// decode to one are an error, never a nil signer.
+func TestParsePrivateKeyRefusesKeysThatCannotSign(t *testing.T) {
+	x, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := ParsePrivateKey(der); err == nil || !strings.Contains(err.Error(), "cannot sign") {
+		t.Fatalf("ParsePrivateKey(X25519) = %v, %v; want an error saying it cannot sign", s, err)
+	}
+	if s, err := ParsePrivateKey([]byte("not DER")); err == nil || s != nil {
+		t.Fatalf("ParsePrivateKey(garbage) = %v, %v", s, err)
 	}
 }
