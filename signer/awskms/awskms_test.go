@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
 )
@@ -43,8 +45,19 @@ func TestValidateKeyRef(t *testing.T) {
 		{"alias/has space", false},
 		{"arn:aws:kms:us-east-2:1111:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
 		{"arn:aws:s3:::bucket", false},
+		{"1234abcd-12ab-34cd-56ef-1234567890abc", false},
+		{"mrk-1234abcd12ab34cd56ef1234567890ab0", false},
+		{"xarn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
+		{"arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab/x", false},
+		{"arn:other:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
+		{"arn:aws-cn:kms:cn-north-1:111122223333:alias/jwt", true},
+		{"alias/" + strings.Repeat("a", 250), true}, // AWS: 256 characters, alias/ included
+		{"alias/" + strings.Repeat("a", 251), false},
+		{"arn:aws:kms:us-east-2:111122223333:alias/" + strings.Repeat("a", 251), false},
+		{"alias/awsome", true},
+		{"alias/aws-jwt", true},
 	} {
-		t.Run(tc.ref, func(t *testing.T) {
+		t.Run(tc.ref[:min(len(tc.ref), 80)], func(t *testing.T) {
 			err := ValidateKeyRef(tc.ref)
 			if tc.ok != (err == nil) {
 				t.Fatalf("ValidateKeyRef(%q) = %v, want ok=%v", tc.ref, err, tc.ok)
@@ -70,6 +83,10 @@ func TestNewChecksTheKeyUpFront(t *testing.T) {
 	f.keys[noAlg].md.SigningAlgorithms = []types.SigningAlgorithmSpec{"RSASSA_PKCS1_V1_5_SHA_256"}
 	lying := f.add(t, signer.ES256) // says P-384, holds P-256
 	f.keys[lying].md.KeySpec, f.keys[lying].md.SigningAlgorithms = "ECC_NIST_P384", []types.SigningAlgorithmSpec{"ECDSA_SHA_384"}
+	// Enabled false with state Enabled: KMS's two fields disagree; either
+	// one saying disabled is enough.
+	halfDisabled := f.add(t, signer.ES256)
+	f.keys[halfDisabled].md.Enabled = false
 
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -77,24 +94,36 @@ func TestNewChecksTheKeyUpFront(t *testing.T) {
 		ref  string
 		alg  signer.Algorithm
 		want error
+		// msg is in the error when set: it names the rule the key breaks.
+		msg string
 	}{
-		{"wrong curve", es256, signer.ES384, ErrKeyUnusable},
-		{"EC key for RSA", es256, signer.RS256, ErrKeyUnusable},
-		{"RSA key for EdDSA", rsa, signer.EdDSA, ErrKeyUnusable},
-		{"disabled", disabled, signer.ES256, ErrKeyDisabled},
-		{"pending deletion", pending, signer.ES256, ErrKeyState},
-		{"not a signing key", encrypt, signer.ES256, ErrKeyUnusable},
-		{"algorithm not offered", noAlg, signer.PS256, ErrKeyUnusable},
-		{"public key does not match the spec", lying, signer.ES384, ErrKeyUnusable},
-		{"missing", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-999999999999", signer.ES256, ErrKeyNotFound},
-		{"bad reference", "my-key", signer.ES256, ErrInvalidKeyRef},
+		{"wrong curve", es256, signer.ES384, ErrKeyUnusable, "ES384 needs a ECC_NIST_P384 key, not ECC_NIST_P256"},
+		{"EC key for RSA", es256, signer.RS256, ErrKeyUnusable, ""},
+		{"RSA key for EdDSA", rsa, signer.EdDSA, ErrKeyUnusable, ""},
+		{"disabled", disabled, signer.ES256, ErrKeyDisabled, ""},
+		{"not enabled, state enabled", halfDisabled, signer.ES256, ErrKeyDisabled, ""},
+		{"pending deletion", pending, signer.ES256, ErrKeyState, ""},
+		{"not a signing key", encrypt, signer.ES256, ErrKeyUnusable, ""},
+		{"algorithm not offered", noAlg, signer.PS256, ErrKeyUnusable, ""},
+		{"public key does not match the spec", lying, signer.ES384, ErrKeyUnusable, "ES384 needs curve P-384, key is on P-256"},
+		{"missing", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-999999999999", signer.ES256, ErrKeyNotFound, ""},
+		{"bad reference", "my-key", signer.ES256, ErrInvalidKeyRef, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(ctx, f, nil, tc.ref, tc.alg)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("New = %v, want %v", err, tc.want)
+			if !errors.Is(err, tc.want) || !strings.Contains(fmt.Sprint(err), tc.msg) {
+				t.Fatalf("New = %v, want %v with %q", err, tc.want, tc.msg)
 			}
 		})
+	}
+
+	// Every RSA key spec KMS offers serves RS* and PS*.
+	for _, spec := range []types.KeySpec{"RSA_2048", "RSA_3072", "RSA_4096"} {
+		ref := f.add(t, signer.PS384)
+		f.keys[ref].md.KeySpec = spec
+		if _, err := New(ctx, f, nil, ref, signer.PS384); err != nil {
+			t.Errorf("PS384 over an %s key: %v", spec, err)
+		}
 	}
 
 	// An alias resolves to the key ARN, which is what Sign then uses.
@@ -230,13 +259,39 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("get identity: %w", &noCredentialsError{"sts: context deadline exceeded"}), ErrNoCredentials},
 		{apiError{"ThrottlingException", smithy.FaultClient}, ErrThrottled},
 		{apiError{"KMSInternalException", smithy.FaultServer}, ErrUnavailable},
+		{apiError{"IncompleteSignatureException", smithy.FaultClient}, ErrNoCredentials},
+		{apiError{"MissingAuthenticationTokenException", smithy.FaultClient}, ErrNoCredentials},
+		{apiError{"LimitExceededException", smithy.FaultClient}, ErrThrottled},
+		{apiError{"RequestLimitExceeded", smithy.FaultClient}, ErrThrottled},
+		{apiError{"ValidationException", smithy.FaultClient}, ErrKeyUnusable},
+		// A code this package does not know: the fault, then the HTTP
+		// status, says whether KMS refused the request or failed.
+		{apiError{"SomeNewException", smithy.FaultClient}, ErrRefused},
+		{httpError(400, "SomeNewException"), ErrRefused},
+		{httpError(499, "SomeNewException"), ErrRefused},
+		{httpError(500, "SomeNewException"), ErrUnavailable},
+		{httpError(399, "SomeNewException"), ErrUnavailable},
 		{context.DeadlineExceeded, ErrTimeout},
+		{fmt.Errorf("read: %w", timeoutError{}), ErrTimeout},
+		{context.Canceled, context.Canceled},
 		{errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), ErrUnavailable},
+		// Already classified: kept as it is.
+		{fmt.Errorf("governor: %w", ErrThrottled), ErrThrottled},
 	} {
 		t.Run(tc.err.Error(), func(t *testing.T) {
 			got := classify("Sign", "arn:x", tc.err)
 			if !errors.Is(got, tc.want) {
 				t.Fatalf("classify(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+			// What the breaker counts: KMS failing, never KMS answering.
+			if want := tc.want == ErrUnavailable || tc.want == ErrTimeout; unavailable(got) != want {
+				t.Fatalf("classify(%v) = %v: counted as KMS unavailable %v, want %v", tc.err, got, !want, want)
+			}
+			if errors.Is(tc.err, ErrThrottled) {
+				if got != tc.err {
+					t.Fatalf("classify(%v) = %v, want it unchanged", tc.err, got)
+				}
+				return
 			}
 			if !strings.Contains(got.Error(), "arn:x") {
 				t.Fatalf("%v does not name the key", got)
@@ -244,6 +299,36 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
+
+// TestClassifyKeepsKMSReason: a refusal that says the key cannot be used
+// carries KMS's own reason, for the operator to act on.
+func TestClassifyKeepsKMSReason(t *testing.T) {
+	for _, err := range []error{
+		&types.InvalidKeyUsageException{Message: aws.String("KMS says why")},
+		apiError{"ValidationException", smithy.FaultClient},
+	} {
+		got := classify("Sign", "arn:x", err)
+		if msg := err.(smithy.APIError).ErrorMessage(); !errors.Is(got, ErrKeyUnusable) || !strings.Contains(got.Error(), msg) {
+			t.Errorf("classify(%v) = %v, want ErrKeyUnusable with KMS's message %q", err, got, msg)
+		}
+	}
+}
+
+// httpError is an error code the SDK has no type for, in an HTTP answer
+// with the given status, as the SDK returns it.
+func httpError(status int, code string) error {
+	return &smithy.OperationError{ServiceID: "KMS", OperationName: "Sign", Err: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
+		Err:      &smithy.GenericAPIError{Code: code, Message: "message", Fault: smithy.FaultUnknown},
+	}}
+}
+
+// timeoutError is a network error that timed out.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
 
 // fakeClock is a settable clock for the breaker.
 type fakeClock struct {
@@ -541,5 +626,93 @@ func TestFromPublicKeyRefusesWrongKeys(t *testing.T) {
 				t.Fatalf("FromPublicKey = %v, %v; want ErrKeyUnusable", s, err)
 			}
 		})
+	}
+}
+
+// hookedKMS is fakeKMS with DescribeKey's answer adjustable and
+// GetPublicKey's key references recorded.
+type hookedKMS struct {
+	*fakeKMS
+	describe  func(*kms.DescribeKeyOutput)
+	publicFor []string
+}
+
+func (h *hookedKMS) DescribeKey(ctx context.Context, in *kms.DescribeKeyInput, o ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+	out, err := h.fakeKMS.DescribeKey(ctx, in, o...)
+	if err == nil && h.describe != nil {
+		h.describe(out)
+	}
+	return out, err
+}
+
+func (h *hookedKMS) GetPublicKey(ctx context.Context, in *kms.GetPublicKeyInput, o ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error) {
+	h.publicFor = append(h.publicFor, aws.ToString(in.KeyId))
+	return h.fakeKMS.GetPublicKey(ctx, in, o...)
+}
+
+// TestNewUsesTheResolvedARN: bound through an alias, New reads the public
+// key of the key ARN DescribeKey resolved, not of the alias, which may be
+// repointed to another key between the two calls.
+func TestNewUsesTheResolvedARN(t *testing.T) {
+	h := &hookedKMS{fakeKMS: newFakeKMS()}
+	arn := h.add(t, signer.ES256)
+	alias := "alias/k1"
+	if h.keys[alias] != h.keys[arn] {
+		t.Fatalf("%s is not an alias of %s", alias, arn)
+	}
+	s, err := New(context.Background(), h, nil, alias, signer.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.KeyARN() != arn || len(h.publicFor) != 1 || h.publicFor[0] != arn {
+		t.Fatalf("KeyARN %s, GetPublicKey asked for %v; want the ARN %s", s.KeyARN(), h.publicFor, arn)
+	}
+}
+
+// TestNewRefusesDescribeKeyWithoutMetadata: an endpoint that answers
+// DescribeKey without the key's metadata or ARN is an error, not a crash.
+func TestNewRefusesDescribeKeyWithoutMetadata(t *testing.T) {
+	for name, describe := range map[string]func(*kms.DescribeKeyOutput){
+		"no metadata": func(out *kms.DescribeKeyOutput) { out.KeyMetadata = nil },
+		"no ARN":      func(out *kms.DescribeKeyOutput) { out.KeyMetadata.Arn = nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := &hookedKMS{fakeKMS: newFakeKMS(), describe: describe}
+			arn := h.add(t, signer.ES256)
+			if s, err := New(context.Background(), h, nil, arn, signer.ES256); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no key metadata") {
+				t.Fatalf("New = %v, %v; want ErrUnavailable: no key metadata", s, err)
+			}
+		})
+	}
+}
+
+// TestMetricsCountFailedSigns: a throttled Sign counts as a throttle and a
+// failure, any other failed Sign as a failure; the mean latency is over
+// every call, failed ones included.
+func TestMetricsCountFailedSigns(t *testing.T) {
+	f := newFakeKMS()
+	ctx := context.Background()
+	s, err := New(ctx, f, nil, f.add(t, signer.ES256), signer.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { f.signHook = nil }()
+	f.signHook = func(*kms.SignInput) (*kms.SignOutput, error) {
+		time.Sleep(2 * time.Millisecond)
+		return nil, apiError{"ThrottlingException", smithy.FaultClient}
+	}
+	if _, err := s.Sign(ctx, []byte("a.b")); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("throttled Sign: %v", err)
+	}
+	m := s.Metrics().Snapshot()
+	if m.Throttles != 1 || m.Failures != 1 || m.Signs != 0 || m.MeanLatency < 2*time.Millisecond {
+		t.Fatalf("after a throttled Sign that took 2ms: %+v, want 1 throttle, 1 failure, mean latency at least 2ms", m)
+	}
+	f.signHook = func(*kms.SignInput) (*kms.SignOutput, error) { return nil, &types.DisabledException{} }
+	if _, err := s.Sign(ctx, []byte("a.b")); !errors.Is(err, ErrKeyDisabled) {
+		t.Fatalf("Sign over a disabled key: %v", err)
+	}
+	if m := s.Metrics().Snapshot(); m.Throttles != 1 || m.Failures != 2 || m.Signs != 0 {
+		t.Fatalf("after a throttle and a refusal: %+v, want 1 throttle, 2 failures", m)
 	}
 }

@@ -525,3 +525,29 @@ func TestCredentialsKMSRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestNewClientRefusesIncompleteConfiguration: half a static key pair, or
+// no region anywhere, is an error when the client is built, not a client
+// that fails (or falls back to other credentials) on its first call.
+func TestNewClientRefusesIncompleteConfiguration(t *testing.T) {
+	kmstest.IsolateAWSEnvironment(t)
+	for _, tc := range []struct {
+		name string
+		cfg  awskms.ClientConfig
+		want string
+	}{
+		{"access key without secret key", awskms.ClientConfig{Region: "us-east-1", AccessKeyID: "AKIATEST"}, "access key and secret key must be given together"},
+		{"secret key without access key", awskms.ClientConfig{Region: "us-east-1", SecretAccessKey: "test-secret"}, "access key and secret key must be given together"},
+		{"no region", awskms.ClientConfig{AccessKeyID: "AKIATEST", SecretAccessKey: "test-secret"}, "no AWS region"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := awskms.NewClient(context.Background(), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewClient: %v; want an error with %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "test-secret") {
+				t.Fatalf("the error carries the secret key: %v", err)
+			}
+		})
+	}
+}
