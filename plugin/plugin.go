@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/sdk/logical"
 	sdkplugin "github.com/hashicorp/vault/sdk/plugin"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/backend"
@@ -33,7 +34,13 @@ func Run(args []string, stdout io.Writer) error {
 		return err
 	}
 	return sdkplugin.ServeMultiplex(&sdkplugin.ServeOpts{
-		BackendFactoryFunc: backend.NewFactory(backend.WithRunningVersion(Version)),
+		BackendFactoryFunc: factory(),
 		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
 	})
+}
+
+// factory is the backend Run serves: it reports Version to Vault as its
+// running version.
+func factory() logical.Factory {
+	return backend.NewFactory(backend.WithRunningVersion(Version))
 }

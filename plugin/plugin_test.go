@@ -2,8 +2,13 @@ package plugin
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 func TestRunVersion(t *testing.T) {
@@ -19,5 +24,28 @@ func TestRunVersion(t *testing.T) {
 func TestRunRejectsUnknownFlags(t *testing.T) {
 	if err := Run([]string{"-no-such-flag"}, &bytes.Buffer{}); err == nil {
 		t.Fatal("unknown flag accepted")
+	}
+}
+
+// TestFactoryReportsVersion: the backend Run serves reports Version as its
+// running version, which Vault shows as running_plugin_version and checks
+// against the version the plugin was registered with.
+func TestFactoryReportsVersion(t *testing.T) {
+	ctx := context.Background()
+	b, err := factory()(ctx, &logical.BackendConfig{
+		Logger:      hclog.NewNullLogger(),
+		System:      &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour},
+		StorageView: &logical.InmemStorage{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Cleanup(ctx)
+	v, ok := b.(logical.PluginVersioner)
+	if !ok {
+		t.Fatalf("%T reports no version", b)
+	}
+	if got := v.PluginVersion().Version; got != Version {
+		t.Fatalf("running version %q, want %q", got, Version)
 	}
 }
