@@ -39,6 +39,7 @@ func TestAWSConfigLimits(t *testing.T) {
 		{"cooldown above 5m", map[string]any{"breaker_cooldown": 301}, `invalid "breaker_cooldown" 5m1s: must be between 1s and 5m`},
 		{"endpoint with @ in its path", map[string]any{"endpoint": "https://kms.example.com/a@b"}, `invalid "endpoint": must not contain credentials (user:password@) or any "@"`},
 		{"endpoint without a host", map[string]any{"endpoint": "https:///kms"}, `invalid "endpoint": must be an http(s) URL with a host`},
+		{"endpoint with a port but no host", map[string]any{"endpoint": "https://:443"}, `invalid "endpoint": must be an http(s) URL with a host`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tb.wantBadRequest(t, logical.UpdateOperation, "config/aws", tc.data, tc.want)

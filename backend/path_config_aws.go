@@ -64,7 +64,7 @@ func validateEndpoint(e string) error {
 	if err == nil && u.User != nil || strings.Contains(e, "@") {
 		return fmt.Errorf(`invalid "endpoint": must not contain credentials (user:password@) or any "@"; the engine signs KMS calls with config/aws's credentials`)
 	}
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
 		return fmt.Errorf(`invalid "endpoint": must be an http(s) URL with a host, such as https://kms.eu-west-1.amazonaws.com`)
 	}
 	return nil
