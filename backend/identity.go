@@ -52,6 +52,12 @@ func validateTemplate(field, tpl string) error {
 	return nil
 }
 
+// readsGroups reports whether tpl has a directive that reads the caller's
+// groups: identity.entity.groups.* or identity.groups.*.
+func readsGroups(tpl string) bool {
+	return strings.Contains(tpl, "identity.entity.groups.") || strings.Contains(tpl, "identity.groups.")
+}
+
 func isListDirective(tpl string) bool {
 	t := strings.TrimSpace(tpl)
 	for _, d := range listDirectives {

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
@@ -200,3 +201,35 @@ func TestClaimPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentityGroupsDirectives: a template that reads the caller's groups
+// (identity.entity.groups.* or identity.groups.*) gets them, in
+// subject_template and in claims_template alike.
+func TestIdentityGroupsDirectives(t *testing.T) {
+	tb := getTestBackend(t)
+	withEntity(tb)
+	tb.mustWrite(t, "keys/k", nil)
+	for i, tc := range []struct {
+		name  string
+		role  map[string]any
+		claim string
+		want  string
+	}{
+		{"identity.groups in claims_template", map[string]any{"claims_template": `{"grp":"{{identity.groups.ids.g-1.name}}"}`}, "grp", "payments-team"},
+		{"identity.groups by name in claims_template", map[string]any{"claims_template": `{"grp":"{{identity.groups.names.all-services.id}}"}`}, "grp", "g-2"},
+		{"identity.groups in subject_template", map[string]any{"subject_template": "{{identity.groups.ids.g-2.name}}"}, "sub", "all-services"},
+		{"identity.entity.groups in claims_template", map[string]any{"claims_template": `{"grp":"{{identity.entity.groups.ids}}"}`}, "grp", "[g-1 g-2]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := map[string]any{"key": "k"}
+			maps.Copy(data, tc.role)
+			name := fmt.Sprintf("groups-%d", i)
+			tb.mustWrite(t, "roles/"+name, data)
+			tok := tb.issue(t, name, nil)
+			if got := fmt.Sprint(tok.claims[tc.claim]); got != tc.want {
+				t.Fatalf("claim %q = %q, want %q", tc.claim, got, tc.want)
+			}
+		})
+	}
+}
+

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -140,9 +139,9 @@ func (r *role) prepare() error {
 		return err
 	}
 	r.templated = r.hasTemplates()
-	r.needsGroups = strings.Contains(r.SubjectTemplate, "groups")
+	r.needsGroups = readsGroups(r.SubjectTemplate)
 	_ = templateStrings(r.ClaimsTemplate, func(s string) error {
-		r.needsGroups = r.needsGroups || strings.Contains(s, "identity.entity.groups")
+		r.needsGroups = r.needsGroups || readsGroups(s)
 		return nil
 	})
 	return nil
