@@ -378,6 +378,8 @@ func TestIssueFastPath(t *testing.T) {
 		{"missing role", "issue/nope", nil},
 		{"dots and dashes", "issue/a.b-c_1", nil},
 		{"not a name", "issue/-r", nil},
+		{"not a name, ending in a dash", "issue/r-", nil},
+		{"not a name, ending in a dot", "issue/r.", nil},
 		{"nested", "issue/r/x", nil},
 		{"at sign", "issue/r@x", nil},
 	} {
