@@ -233,3 +233,16 @@ func TestIdentityGroupsDirectives(t *testing.T) {
 	}
 }
 
+// TestIdentityNoGroups: a list directive for an entity in no group renders
+// as an empty JSON array, not null.
+func TestIdentityNoGroups(t *testing.T) {
+	tb := getTestBackend(t)
+	withEntity(tb)
+	tb.sys.GroupsVal = nil
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "claims_template": `{"groups":"{{identity.entity.groups.names}}"}`})
+	tok := tb.issue(t, "r", nil)
+	if g, ok := tok.claims["groups"].([]any); !ok || len(g) != 0 {
+		t.Fatalf(`claim "groups" = %#v, want []`, tok.claims["groups"])
+	}
+}

@@ -178,7 +178,7 @@ func TestControlCharactersRefused(t *testing.T) {
 	tb.mustWrite(t, "keys/k", nil)
 	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "allowed_subjects": "*-readonly", "allowed_audiences": "*"})
 	chars := map[string]string{
-		"NUL": "\x00", "US": "\x1f", "TAB": "\t", "LF": "\n", "DEL": "\x7f", "NEL": "\u0085", "CSI": "\u009b",
+		"NUL": "\x00", "US": "\x1f", "TAB": "\t", "LF": "\n", "DEL": "\x7f", "PAD": "\u0080", "NEL": "\u0085", "CSI": "\u009b", "APC": "\u009f",
 		"ALM": "\u061c", "LRM": "\u200e", "RLM": "\u200f", "LRE": "\u202a", "RLO": "\u202e",
 		"LRI": "\u2066", "PDI": "\u2069", "LSEP": "\u2028", "PSEP": "\u2029", "invalid UTF-8": "\xff",
 	}
@@ -211,6 +211,13 @@ func TestControlCharactersRefused(t *testing.T) {
 		defer func() { tb.sys.EntityVal.Metadata["team"] = "payments" }()
 		tb.mustWrite(t, "roles/tpl", map[string]any{"key": "k", "subject_template": "team-{{identity.entity.metadata.team}}"})
 		tb.wantBadRequest(t, logical.UpdateOperation, "issue/tpl", nil, `"subject_template"`, "U+202E")
+	})
+	t.Run("the characters next to each refused range are fine", func(t *testing.T) {
+		edges := " ~\u00a0\u061b\u061d\u200d\u2027\u202f\u2065\u206a"
+		tb.mustWrite(t, "roles/edges", map[string]any{"key": "k", "subject": "s" + edges, "audiences": "a" + edges})
+		if tok := tb.issue(t, "edges", nil); tok.claims["sub"] != "s"+edges || tok.claims["aud"] != "a"+edges {
+			t.Fatalf("claims %v", tok.claims)
+		}
 	})
 	t.Run("printable Unicode is fine", func(t *testing.T) {
 		tb.mustWrite(t, "roles/u", map[string]any{"key": "k", "subject": "J\u00f6rg \u6771\u4eac <&>", "audiences": "caf\u00e9", "issuer": "urn:example:\u00e9"})
