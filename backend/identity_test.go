@@ -67,7 +67,7 @@ func TestIdentityFailures(t *testing.T) {
 		data       map[string]any
 		want       []string
 	}{
-		{"missing metadata key", "missing-meta", nil, []string{`"claims_template"`, "cost_center", "no value"}},
+		{"missing metadata key", "missing-meta", nil, []string{`"claims_template"`, "cost_center", "the entity has no value for it (missing metadata key or alias?)"}},
 		{"missing alias", "missing-alias", nil, []string{`"subject_template"`, "auth_nope"}},
 		{"caller subject over a template", "svc", map[string]any{"subject": "admin"}, []string{`"subject"`, "subject_template"}},
 		{"caller claim over a template claim", "svc", map[string]any{"claims": `{"team":"other"}`}, []string{`"claims"`, `"team" is pinned`}},
