@@ -224,10 +224,13 @@ func TestRevokeBadInput(t *testing.T) {
 		{"exp past year 5138", map[string]any{"jti": "a", "exp": int64(1e15)}, `invalid "exp" 1000000000000000: must be between 1 and 100000000000`},
 		{"exp just past the NumericDate bound", map[string]any{"jti": "a", "exp": int64(1e11) + 1}, `invalid "exp"`},
 		{"negative exp", map[string]any{"jti": "a", "exp": -5}, `invalid "exp"`},
+		{"exp -1", map[string]any{"jti": "a", "exp": -1}, `invalid "exp" -1: must be between 1 and`},
+		{"exp 0", map[string]any{"jti": "a", "exp": 0}, `invalid "exp": required with "jti"`},
 		{"issuer with white space", map[string]any{"subject": "s", "issuer": "not an issuer\n"}, `invalid "issuer"`},
 		{"issuer with a space", map[string]any{"subject": "s", "issuer": "has space"}, `invalid "issuer"`},
 		{"issuer with a query", map[string]any{"jti": "a", "exp": 2000000000, "issuer": "https://vault.test/v1/jwt?x=1"}, `invalid "issuer"`},
 		{"subject too long", map[string]any{"subject": strings.Repeat("s", 1<<20)}, `invalid "subject": longer than 1024`},
+		{"subject of 1025 bytes", map[string]any{"subject": strings.Repeat("s", 1025)}, `invalid "subject": longer than 1024`},
 		{"jti too long", map[string]any{"jti": strings.Repeat("j", 1025), "exp": 2000000000}, `invalid "jti": longer than 1024`},
 		{"exp with subject", map[string]any{"subject": "s", "exp": 5}, `invalid "exp": only with "jti"`},
 		{"exp with role", map[string]any{"role": "r", "exp": 2000000000}, `invalid "exp": only with "jti"`},
@@ -741,6 +744,7 @@ func TestRevokeExpired(t *testing.T) {
 		data map[string]any
 	}{
 		{"jti expired 31s ago", map[string]any{"jti": "a", "exp": now - 31}},
+		{"jti expired 30s ago, where verify's leeway ends", map[string]any{"jti": "e", "exp": now - 30}},
 		{"jti expired in 2001", map[string]any{"jti": "b", "exp": 1000000000}},
 		{"jti with exp 1", map[string]any{"jti": "c", "exp": 1}},
 		{"token expired a minute ago", map[string]any{"token": tok}},
