@@ -246,3 +246,15 @@ func TestIdentityNoGroups(t *testing.T) {
 		t.Fatalf(`claim "groups" = %#v, want []`, tok.claims["groups"])
 	}
 }
+
+// TestIdentityEmptySubject: a subject_template that renders to the empty
+// string (an empty metadata value) fails the request: a token never goes
+// out without the subject the role derives.
+func TestIdentityEmptySubject(t *testing.T) {
+	tb := getTestBackend(t)
+	withEntity(tb)
+	tb.sys.EntityVal.Metadata["blank"] = ""
+	tb.mustWrite(t, "keys/k", nil)
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "subject_template": "{{identity.entity.metadata.blank}}"})
+	tb.wantBadRequest(t, logical.UpdateOperation, "issue/r", nil, `"subject_template"`, "non-empty string")
+}
