@@ -42,3 +42,15 @@ func TestFieldCheckNamesFirstField(t *testing.T) {
 		}
 	}
 }
+
+// TestFieldCheckSkipsHelp: a help request is answered with the path's help
+// whatever data it carries; fields are checked only for operations.
+func TestFieldCheckSkipsHelp(t *testing.T) {
+	tb := getTestBackend(t)
+	for _, path := range []string{"roles/r", "issue/r", "config"} {
+		resp, err := tb.request(t, logical.HelpOperation, path, map[string]any{"ttl": "soon", "issuer": []any{1}})
+		if err != nil || resp == nil || resp.IsError() || resp.Data["help"] == nil {
+			t.Fatalf("help %s: %#v %v", path, resp, err)
+		}
+	}
+}
