@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -200,12 +201,33 @@ func TestControlCharactersRefused(t *testing.T) {
 			{"roles/r", map[string]any{"allowed_subjects": "user-" + c + "*"}, `invalid "allowed_subjects"`},
 			{"roles/r", map[string]any{"allowed_audiences": "a" + c + "*"}, `invalid "allowed_audiences"`},
 			{"config", map[string]any{"issuer": "https://vault.example.com/" + c}, `invalid "issuer"`},
+			{"roles/r", map[string]any{"claims": map[string]any{"ro" + c + "le": "x"}}, `invalid "claims": claim name`},
+			{"roles/r", map[string]any{"claims_template": map[string]any{"te" + c + "am": "{{identity.entity.name}}"}}, `invalid "claims_template": claim name`},
+			{"issue/r", map[string]any{"claims": map[string]any{"sc" + c + "ope": "x"}}, `invalid "claims": claim name`},
 		} {
 			t.Run(name+" in "+tc.path+" "+tc.field, func(t *testing.T) {
 				tb.wantBadRequest(t, logical.UpdateOperation, tc.path, tc.data, tc.field, rule)
 			})
 		}
 	}
+	t.Run("a role stored earlier with such a claim name still issues, and must be fixed to be written", func(t *testing.T) {
+		tb.mustWrite(t, "roles/old-claim", map[string]any{"key": "k"})
+		r, err := loadRole(context.Background(), tb.storage, "old-claim")
+		if err != nil || r == nil {
+			t.Fatal(r, err)
+		}
+		r.Claims = map[string]any{"ro\u202ele": "x"}
+		entry, _ := logical.StorageEntryJSON(rolePrefix+"old-claim", r)
+		if err := tb.storage.Put(context.Background(), entry); err != nil {
+			t.Fatal(err)
+		}
+		tb.invalidate(context.Background(), rolePrefix+"old-claim")
+		if got := tb.issue(t, "old-claim", nil).claims["ro\u202ele"]; got != "x" {
+			t.Fatalf("claim = %v, want x", got)
+		}
+		tb.wantBadRequest(t, logical.UpdateOperation, "roles/old-claim", map[string]any{"ttl": "2m"}, `invalid "claims": claim name contains U+202E`)
+		tb.mustWrite(t, "roles/old-claim", map[string]any{"claims": map[string]any{"role": "x"}})
+	})
 	t.Run("from an identity template into sub", func(t *testing.T) {
 		tb.sys.EntityVal.Metadata["team"] = "pay\u202ements"
 		defer func() { tb.sys.EntityVal.Metadata["team"] = "payments" }()

@@ -287,8 +287,17 @@ func validateList(field string, list []string) error {
 // in a verifier written in C. The error names the character, never the
 // value.
 func validateText(field, v string) error {
+	if p := textProblem(v); p != "" {
+		return fmt.Errorf("invalid %q: %s", field, p)
+	}
+	return nil
+}
+
+// textProblem says what validateText refuses in v ("not valid UTF-8",
+// "contains U+202E, …"), or "" if nothing.
+func textProblem(v string) string {
 	if !utf8.ValidString(v) {
-		return fmt.Errorf("invalid %q: not valid UTF-8", field)
+		return "not valid UTF-8"
 	}
 	for _, r := range v {
 		what := ""
@@ -302,13 +311,14 @@ func validateText(field, v string) error {
 		default:
 			continue
 		}
-		return fmt.Errorf("invalid %q: contains U+%04X, %s; control characters, bidirectional formatting characters and line separators are not allowed", field, r, what)
+		return fmt.Sprintf("contains U+%04X, %s; control characters, bidirectional formatting characters and line separators are not allowed", r, what)
 	}
-	return nil
+	return ""
 }
 
 // validateClaims checks a claims object, a role's or a caller's: at most
-// maxClaimsBytes as JSON, no empty names, no reserved names, and no number
+// maxClaimsBytes as JSON, no empty names, no names validateText refuses, no
+// reserved names, and no number
 // (at any depth) beyond what a 64-bit float holds.
 func validateClaims(field string, claims map[string]any) error {
 	if len(claims) == 0 {
@@ -324,6 +334,9 @@ func validateClaims(field string, claims map[string]any) error {
 	for name := range claims {
 		if name == "" {
 			return fmt.Errorf("invalid %q: claim names must not be empty", field)
+		}
+		if p := textProblem(name); p != "" {
+			return fmt.Errorf("invalid %q: claim name %s", field, p)
 		}
 		if slices.Contains(reservedClaims, name) {
 			return fmt.Errorf(`invalid %q: %q is a reserved claim; the engine sets iss, exp, nbf, iat and jti, and sub and aud come only from the "subject" and "audience(s)" fields`, field, name)
