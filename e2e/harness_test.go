@@ -580,14 +580,34 @@ func (s *vaultServer) issuer() string { return s.addr + "/v1/" + mountPath }
 func (s *vaultServer) jwksURL() string { return s.issuer() + "/jwks" }
 
 // installPlugin registers the copied plugin by its sha256 and version,
-// enables it at jwt/ and sets the issuer.
+// enables it at jwt/ and sets the issuer. It checks that the plugin reports
+// its version itself (plugin.Run's running version): registered without
+// -version, Vault asks the plugin and catalogs what it reports, while a
+// plugin reporting none would be catalogued unversioned, and Vault would
+// still accept -version for it. It also checks that the mount runs the
+// registered binary.
 func (s *vaultServer) installPlugin(t *testing.T) {
 	t.Helper()
 	sum := fileSHA256(t, filepath.Join(s.pluginDir, pluginName))
 	v := s.tools.pluginVersion
+	s.vault(t, "plugin", "register", "-sha256="+sum, "secret", pluginName)
+	if r := s.run(s.rootToken, "", "plugin", "info", "-format=json", "-version="+v, "secret", pluginName); r.Err != nil {
+		t.Fatalf("registered without -version, the plugin is not catalogued as %s: it does not report its version (%v: %s)", v, r.Err, redact(r.Stderr))
+	}
 	s.vault(t, "plugin", "register", "-sha256="+sum, "-version="+v, "secret", pluginName)
 	s.vault(t, "secrets", "enable", "-path="+mountPath, "-plugin-version="+v, pluginName)
 	s.vault(t, "write", mountPath+"/config", "issuer="+s.issuer())
+
+	var mounts map[string]struct {
+		RunningPluginVersion string `json:"running_plugin_version"`
+		RunningSHA256        string `json:"running_sha256"`
+	}
+	if err := json.Unmarshal([]byte(s.vault(t, "secrets", "list", "-detailed", "-format=json")), &mounts); err != nil {
+		t.Fatalf("vault secrets list: %v", err)
+	}
+	if m := mounts[mountPath+"/"]; m.RunningPluginVersion != v || m.RunningSHA256 != sum {
+		t.Fatalf("%s/: running_plugin_version %q, running_sha256 %q; want %q and %q", mountPath, m.RunningPluginVersion, m.RunningSHA256, v, sum)
+	}
 }
 
 // issued is the data of a jwt/issue/<role> response.
