@@ -241,7 +241,8 @@ func (r *hcRecorder) Sign(ctx context.Context, in *kms.SignInput, optFns ...func
 // TestKMSCallsUseTheClosableClient: every KMS call, those that bind a key
 // (DescribeKey, GetPublicKey, the probe Sign) as well as Sign, goes
 // through the HTTP client whose idle connections dropAWS and Clean close,
-// not the SDK's own, whose connections would outlive a config/aws change.
+// not the SDK's own, whose connections would outlive a config/aws change;
+// and through awskms.KeepAlive, without which calls lose their connection.
 func TestKMSCallsUseTheClosableClient(t *testing.T) {
 	tb, srv, _ := kmsBackend(t)
 	orig := tb.newKMSAPI
@@ -260,8 +261,8 @@ func TestKMSCallsUseTheClosableClient(t *testing.T) {
 		t.Fatal("no KMS client for config/aws")
 	}
 	for _, op := range []string{"DescribeKey", "GetPublicKey", "Sign"} {
-		if hc, ok := rec.hcs[op]; !ok || hc != conn.hc {
-			t.Errorf("%s went through %v, want the client's closable HTTP client %p", op, hc, conn.hc)
+		if hc, ok := rec.hcs[op]; !ok || hc != awskms.KeepAlive(conn.hc) {
+			t.Errorf("%s went through %v, want the client's closable HTTP client %p, wrapped by awskms.KeepAlive", op, hc, conn.hc)
 		}
 	}
 }

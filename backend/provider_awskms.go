@@ -47,7 +47,8 @@ func newKMSHTTPClient() *http.Client {
 	}
 }
 
-// kmsHTTPAPI sends every call of a KMS client through hc, with the SDK's
+// kmsHTTPAPI sends every call of a KMS client through hc (wrapped by
+// awskms.KeepAlive, so that calls keep their connection), with the SDK's
 // per-call kms.Options.HTTPClient: awskms.NewClient has no option for it.
 // The credential providers' own calls (STS AssumeRole, IMDS) still use the
 // SDK's client.
@@ -57,7 +58,8 @@ type kmsHTTPAPI struct {
 }
 
 func newKMSHTTPAPI(api awskms.API, hc *http.Client) kmsHTTPAPI {
-	return kmsHTTPAPI{API: api, withHC: func(o *kms.Options) { o.HTTPClient = hc }}
+	kc := awskms.KeepAlive(hc)
+	return kmsHTTPAPI{API: api, withHC: func(o *kms.Options) { o.HTTPClient = kc }}
 }
 
 func (a kmsHTTPAPI) DescribeKey(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {

@@ -38,7 +38,7 @@ type ClientConfig struct {
 }
 
 // NewClient builds a KMS client with aws-sdk-go-v2's own configuration and
-// credential machinery.
+// credential machinery, its HTTP client wrapped by KeepAlive.
 func NewClient(ctx context.Context, c ClientConfig) (*kms.Client, error) {
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
 		return nil, errors.New("access key and secret key must be given together")
@@ -79,6 +79,7 @@ func NewClient(ctx context.Context, c ClientConfig) (*kms.Client, error) {
 		cfg.Credentials = credentialsProvider{cfg.Credentials}
 	}
 	return kms.NewFromConfig(cfg, func(o *kms.Options) {
+		o.HTTPClient = KeepAlive(o.HTTPClient)
 		if c.Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.Endpoint)
 		}

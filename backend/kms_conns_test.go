@@ -1,0 +1,160 @@
+package backend
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms/kmstest"
+)
+
+// countingKMS is kmstest served over TLS (HTTP/1.1 only, as httptest's
+// StartTLS offers it: one request per connection at a time, as with KMS),
+// counting the connections it accepts, each of which costs a TLS handshake.
+// hold makes the next n requests wait until all n are in flight.
+type countingKMS struct {
+	srv      *kmstest.Server
+	ts       *httptest.Server
+	newConns atomic.Int64
+
+	mu      sync.Mutex
+	gate    chan struct{} // closed when want requests have arrived
+	want    int
+	arrived int
+}
+
+func newCountingKMS(t *testing.T) *countingKMS {
+	t.Helper()
+	k := &countingKMS{srv: kmstest.New(kmstest.Options{})}
+	k.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.mu.Lock()
+		gate := k.gate
+		if gate != nil {
+			if k.arrived++; k.arrived == k.want {
+				close(gate)
+				k.gate = nil
+			}
+		}
+		k.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-time.After(10 * time.Second): // the test then fails on its count
+			}
+		}
+		k.srv.ServeHTTP(w, r)
+	}))
+	k.ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			k.newConns.Add(1)
+		}
+	}
+	k.ts.StartTLS()
+	t.Cleanup(k.ts.Close)
+	return k
+}
+
+// hold makes the next n requests wait until all n have arrived.
+func (k *countingKMS) hold(n int) {
+	k.mu.Lock()
+	k.gate, k.want, k.arrived = make(chan struct{}), n, 0
+	k.mu.Unlock()
+}
+
+// TestKMSConnectionReuse: KMS calls reuse keep-alive connections, so that
+// each costs no TLS handshake once the pool holds as many connections as
+// there are callers. Calls go the production way (issue, the key's
+// signer, the governor, the SDK, the backend's HTTP client) to kmstest
+// over TLS; the test only makes the client trust the test certificate.
+//
+// One caller at a time needs one connection. C callers at once need C: the
+// test first holds C calls at the server until all are in flight, which
+// dials exactly C connections (none can be returned to the pool while all
+// are held, so no caller gets another's); after that every caller finds
+// one idle, since the other C-1 hold at most C-1, unless the pool closed
+// one. Without the hold, a caller whose dial is still in its TLS handshake
+// can take a connection another caller just returned, and the dialled one
+// joins the pool as a C+1th: net/http's race, not a reuse failure.
+func TestKMSConnectionReuse(t *testing.T) {
+	for _, callers := range []int{4} {
+		t.Run(fmt.Sprintf("%d callers", callers), func(t *testing.T) {
+			kmstest.IsolateAWSEnvironment(t)
+			k := newCountingKMS(t)
+			tb := getTestBackend(t)
+			tb.mustWrite(t, "config/aws", map[string]any{
+				"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL,
+				"max_requests_per_second": 100000,
+			})
+			conn, err := tb.kmsConn(context.Background(), tb.storage, &key{Name: "k"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(k.ts.Certificate())
+			conn.hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
+
+			_, arn, err := k.srv.CreateKeyForTest(kmsSpec(signer.ES256))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn}) // DescribeKey, GetPublicKey, Sign
+			tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+			issue := func() error {
+				resp, err := tb.request(t, logical.UpdateOperation, "issue/r", nil)
+				if err == nil && resp.IsError() {
+					err = resp.Error()
+				}
+				return err
+			}
+
+			for range 200 {
+				if err := issue(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := k.newConns.Load(); n != 1 {
+				t.Fatalf("binding a key and 200 sequential issues opened %d connections to KMS, want 1", n)
+			}
+
+			run := func(rounds int) {
+				t.Helper()
+				errs := make(chan error, callers)
+				var wg sync.WaitGroup
+				for range callers {
+					wg.Go(func() {
+						for range rounds {
+							if err := issue(); err != nil {
+								errs <- err
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
+				}
+			}
+			k.hold(callers)
+			run(1)
+			if n := k.newConns.Load(); n != int64(callers) {
+				t.Fatalf("%d issues held in flight together: %d connections to KMS, want %d", callers, n, callers)
+			}
+			run(50)
+			if n := k.newConns.Load(); n != int64(callers) {
+				t.Errorf("%d callers × 50 issues: %d connections to KMS opened, want none after the first %d", callers, n, callers)
+			}
+		})
+	}
+}
