@@ -86,7 +86,7 @@ func (k *countingKMS) hold(n int) {
 // can take a connection another caller just returned, and the dialled one
 // joins the pool as a C+1th: net/http's race, not a reuse failure.
 func TestKMSConnectionReuse(t *testing.T) {
-	for _, callers := range []int{4} {
+	for _, callers := range []int{4, 16, 64} { // 64: max_concurrency's default
 		t.Run(fmt.Sprintf("%d callers", callers), func(t *testing.T) {
 			kmstest.IsolateAWSEnvironment(t)
 			k := newCountingKMS(t)

@@ -35,14 +35,24 @@ type kmsConn struct {
 }
 
 // newKMSHTTPClient is the HTTP client of one KMS client: the AWS SDK's
-// default transport, and no redirects followed (KMS sends none). The
-// backend builds it, rather than leaving it to the SDK, so that dropAWS
-// and Clean can close its idle keep-alive connections, which would
-// otherwise outlive a config/aws change or the mount by the SDK's 90s idle
-// timeout.
-func newKMSHTTPClient() *http.Client {
+// default transport, keeping up to maxConcurrency idle connections, and no
+// redirects followed (KMS sends none). The backend builds it, rather than
+// leaving it to the SDK, so that dropAWS and Clean can close its idle
+// keep-alive connections, which would otherwise outlive a config/aws
+// change or the mount by the SDK's 90s idle timeout.
+//
+// maxConcurrency is config/aws's max_concurrency, the most calls the
+// client's governor lets be in flight, each on a connection of its own
+// over HTTP/1.1. The SDK's pool keeps 10 idle per host, so that
+// with more callers than that, connections beyond the 10th were closed
+// as their calls ended and dialled again, each a TLS handshake, for as
+// long as the load lasted.
+func newKMSHTTPClient(maxConcurrency int) *http.Client {
+	tr := awshttp.NewBuildableClient().GetTransport()
+	tr.MaxIdleConnsPerHost = maxConcurrency
+	tr.MaxIdleConns = max(tr.MaxIdleConns, maxConcurrency)
 	return &http.Client{
-		Transport:     awshttp.NewBuildableClient().GetTransport(),
+		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
@@ -202,7 +212,7 @@ func (b *backend) newKMSConn(ctx context.Context, s logical.Storage, k *key, id 
 	if o, ok := api.(interface{ Options() kms.Options }); ok && o.Options().Region != "" {
 		region = o.Options().Region // as the SDK resolved it: config/aws, the key, AWS_REGION or shared config
 	}
-	hc := newKMSHTTPClient()
+	hc := newKMSHTTPClient(cfg.MaxConcurrency)
 	api = newKMSHTTPAPI(api, hc)
 	endpoint = normalEndpoint(ctx, region, endpoint)
 	gid := region + " " + endpoint
