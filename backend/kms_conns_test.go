@@ -19,13 +19,15 @@ import (
 )
 
 // countingKMS is kmstest served over TLS (HTTP/1.1 only, as httptest's
-// StartTLS offers it: one request per connection at a time, as with KMS),
-// counting the connections it accepts, each of which costs a TLS handshake.
-// hold makes the next n requests wait until all n are in flight.
+// StartTLS offers it: one request per connection at a time), or plain
+// HTTP, counting the connections it accepts, each of which over TLS costs
+// a handshake, and those still open. hold makes the next n requests wait
+// until all n are in flight.
 type countingKMS struct {
 	srv      *kmstest.Server
 	ts       *httptest.Server
 	newConns atomic.Int64
+	open     atomic.Int64
 
 	mu      sync.Mutex
 	gate    chan struct{} // closed when want requests have arrived
@@ -33,7 +35,7 @@ type countingKMS struct {
 	arrived int
 }
 
-func newCountingKMS(t *testing.T) *countingKMS {
+func newCountingKMS(t *testing.T, useTLS bool) *countingKMS {
 	t.Helper()
 	k := &countingKMS{srv: kmstest.New(kmstest.Options{})}
 	k.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,11 +57,19 @@ func newCountingKMS(t *testing.T) *countingKMS {
 		k.srv.ServeHTTP(w, r)
 	}))
 	k.ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			k.newConns.Add(1)
+			k.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			k.open.Add(-1)
 		}
 	}
-	k.ts.StartTLS()
+	if useTLS {
+		k.ts.StartTLS()
+	} else {
+		k.ts.Start()
+	}
 	t.Cleanup(k.ts.Close)
 	return k
 }
@@ -89,7 +99,7 @@ func TestKMSConnectionReuse(t *testing.T) {
 	for _, callers := range []int{4, 16, 64} { // 64: max_concurrency's default
 		t.Run(fmt.Sprintf("%d callers", callers), func(t *testing.T) {
 			kmstest.IsolateAWSEnvironment(t)
-			k := newCountingKMS(t)
+			k := newCountingKMS(t, true)
 			tb := getTestBackend(t)
 			tb.mustWrite(t, "config/aws", map[string]any{
 				"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -604,41 +603,43 @@ func TestKMSConfigChangedWhileBuildingClient(t *testing.T) {
 	}
 }
 
-// kmsClientConns counts the plugin's open client HTTP connections (one
-// readLoop goroutine each).
-func kmsClientConns() int {
-	var sb strings.Builder
-	if err := pprof.Lookup("goroutine").WriteTo(&sb, 2); err != nil {
-		panic(err)
-	}
-	return strings.Count(sb.String(), "net/http.(*persistConn).readLoop(")
-}
-
 // TestKMSIdleConnectionsClosed: the keep-alive connections of KMS clients
 // that config/aws replaced are closed at once, and every one at Clean
 // (unmount, reload), rather than lingering for the SDK's idle timeout.
+// The test server counts its own connections, so that no other test's,
+// closing meanwhile, can make up for one left open; and calls keep their
+// connection (awskms.KeepAlive), so that only the backend closes one.
 func TestKMSIdleConnectionsClosed(t *testing.T) {
-	tb, srv, _ := kmsBackend(t)
-	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": newKMSKey(t, srv, signer.ES256)})
+	kmstest.IsolateAWSEnvironment(t)
+	k := newCountingKMS(t, false)
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "config/aws", map[string]any{
+		"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL,
+	})
+	_, arn, err := k.srv.CreateKeyForTest(kmsSpec(signer.ES256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn})
 	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
-	tb.dropAWS()
-	base := kmsClientConns()
-	wantAtMost := func(n int, when string) {
+	wantOpen := func(n int64, when string) {
 		t.Helper()
-		got := 0
-		for range 100 { // closed connections' goroutines end asynchronously
-			if got = kmsClientConns(); got <= n {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+		got := k.open.Load()
+		for deadline := time.Now().Add(5 * time.Second); got != n && time.Now().Before(deadline); got = k.open.Load() {
+			time.Sleep(5 * time.Millisecond) // the server sees a close when it next reads
 		}
-		t.Fatalf("%s: %d KMS client connections open, want at most %d", when, got, n)
+		if got != n {
+			t.Fatalf("%s: %d connections to KMS open, want %d", when, got, n)
+		}
 	}
 	for i := range 5 {
 		tb.mustWrite(t, "config/aws", map[string]any{"max_attempts": 2 + i%2})
 		tb.issue(t, "r", nil)
 	}
-	wantAtMost(base+1, "after 5 config/aws writes, each followed by an issue")
+	if n := k.newConns.Load(); n != 6 {
+		t.Fatalf("binding a key and 5 issues, each on a new client: %d connections to KMS, want 6", n)
+	}
+	wantOpen(1, "after 5 config/aws writes, each followed by an issue")
 	tb.Cleanup(context.Background())
-	wantAtMost(base, "after Cleanup")
+	wantOpen(0, "after Cleanup")
 }
