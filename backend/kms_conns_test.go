@@ -3,10 +3,13 @@ package backend
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -167,4 +170,30 @@ func TestKMSConnectionReuse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKMSTrustsTheSDKsCABundle: the backend's own HTTP client for KMS calls
+// keeps what the SDK's configuration adds to its transport, such as the
+// private CA of AWS_CA_BUNDLE (a VPC endpoint or a TLS-inspecting proxy
+// behind a private CA). Binding a key through a TLS server trusted only by
+// that bundle works.
+func TestKMSTrustsTheSDKsCABundle(t *testing.T) {
+	kmstest.IsolateAWSEnvironment(t)
+	k := newCountingKMS(t, true)
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.ts.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "config/aws", map[string]any{
+		"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL,
+	})
+	_, arn, err := k.srv.CreateKeyForTest(kmsSpec(signer.ES256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	tb.issue(t, "r", nil)
 }

@@ -130,7 +130,7 @@ func TestKMSHTTPClientFollowsNoRedirect(t *testing.T) {
 		http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
 	}))
 	defer redirecting.Close()
-	hc := newKMSHTTPClient(defaultAWSConfig().MaxConcurrency)
+	hc := newKMSHTTPClient(awskms.BaseTransport(nil), defaultAWSConfig().MaxConcurrency)
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Post(redirecting.URL, "application/x-amz-json-1.1", strings.NewReader("{}"))
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -34,9 +33,11 @@ type kmsConn struct {
 	hc *http.Client
 }
 
-// newKMSHTTPClient is the HTTP client of one KMS client: the AWS SDK's
-// default transport, keeping up to maxConcurrency idle connections, and no
-// redirects followed (KMS sends none). The backend builds it, rather than
+// newKMSHTTPClient is the HTTP client of one KMS client: tr, the transport
+// the SDK's configuration built for it (awskms.BaseTransport: the SDK's
+// defaults, and the CA bundle of AWS_CA_BUNDLE or a profile's ca_bundle),
+// keeping up to maxConcurrency idle connections, and no redirects followed
+// (KMS sends none). The backend builds it, rather than
 // leaving it to the SDK, so that dropAWS and Clean can close its idle
 // keep-alive connections, which would otherwise outlive a config/aws
 // change or the mount by the SDK's 90s idle timeout.
@@ -47,8 +48,7 @@ type kmsConn struct {
 // with more callers than that, connections beyond the 10th were closed
 // as their calls ended and dialled again, each a TLS handshake, for as
 // long as the load lasted.
-func newKMSHTTPClient(maxConcurrency int) *http.Client {
-	tr := awshttp.NewBuildableClient().GetTransport()
+func newKMSHTTPClient(tr *http.Transport, maxConcurrency int) *http.Client {
 	tr.MaxIdleConnsPerHost = maxConcurrency
 	tr.MaxIdleConns = max(tr.MaxIdleConns, maxConcurrency)
 	return &http.Client{
@@ -212,7 +212,7 @@ func (b *backend) newKMSConn(ctx context.Context, s logical.Storage, k *key, id 
 	if o, ok := api.(interface{ Options() kms.Options }); ok && o.Options().Region != "" {
 		region = o.Options().Region // as the SDK resolved it: config/aws, the key, AWS_REGION or shared config
 	}
-	hc := newKMSHTTPClient(cfg.MaxConcurrency)
+	hc := newKMSHTTPClient(awskms.BaseTransport(api), cfg.MaxConcurrency)
 	api = newKMSHTTPAPI(api, hc)
 	endpoint = normalEndpoint(ctx, region, endpoint)
 	gid := region + " " + endpoint
