@@ -1,10 +1,9 @@
 package backend
 
 import (
-	"context"
-	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -77,6 +76,30 @@ func newCountingKMS(t *testing.T, useTLS bool) *countingKMS {
 	return k
 }
 
+// bind points tb's config/aws at the server (with extra settings), trusting
+// its TLS certificate through AWS_CA_BUNDLE as an operator would a private
+// CA, and writes key "k" on a new KMS key and role "r" on it. Binding the
+// key makes three KMS calls: DescribeKey, GetPublicKey and a test Sign.
+func (k *countingKMS) bind(t *testing.T, tb *testBackend, extra map[string]any) {
+	t.Helper()
+	if k.ts.TLS != nil {
+		bundle := filepath.Join(t.TempDir(), "ca.pem")
+		if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.ts.Certificate().Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_CA_BUNDLE", bundle)
+	}
+	cfg := map[string]any{"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL}
+	maps.Copy(cfg, extra)
+	tb.mustWrite(t, "config/aws", cfg)
+	_, arn, err := k.srv.CreateKeyForTest(kmsSpec(signer.ES256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+}
+
 // hold makes the next n requests wait until all n have arrived.
 func (k *countingKMS) hold(n int) {
 	k.mu.Lock()
@@ -104,24 +127,7 @@ func TestKMSConnectionReuse(t *testing.T) {
 			kmstest.IsolateAWSEnvironment(t)
 			k := newCountingKMS(t, true)
 			tb := getTestBackend(t)
-			tb.mustWrite(t, "config/aws", map[string]any{
-				"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL,
-				"max_requests_per_second": 100000,
-			})
-			conn, err := tb.kmsConn(context.Background(), tb.storage, &key{Name: "k"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			pool := x509.NewCertPool()
-			pool.AddCert(k.ts.Certificate())
-			conn.hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
-
-			_, arn, err := k.srv.CreateKeyForTest(kmsSpec(signer.ES256))
-			if err != nil {
-				t.Fatal(err)
-			}
-			tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn}) // DescribeKey, GetPublicKey, Sign
-			tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+			k.bind(t, tb, map[string]any{"max_requests_per_second": 100000})
 			issue := func() error {
 				resp, err := tb.request(t, logical.UpdateOperation, "issue/r", nil)
 				if err == nil && resp.IsError() {
@@ -180,20 +186,7 @@ func TestKMSConnectionReuse(t *testing.T) {
 func TestKMSTrustsTheSDKsCABundle(t *testing.T) {
 	kmstest.IsolateAWSEnvironment(t)
 	k := newCountingKMS(t, true)
-	bundle := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.ts.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("AWS_CA_BUNDLE", bundle)
 	tb := getTestBackend(t)
-	tb.mustWrite(t, "config/aws", map[string]any{
-		"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL,
-	})
-	_, arn, err := k.srv.CreateKeyForTest(kmsSpec(signer.ES256))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn})
-	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	k.bind(t, tb, nil)
 	tb.issue(t, "r", nil)
 }

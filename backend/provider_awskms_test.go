@@ -613,15 +613,7 @@ func TestKMSIdleConnectionsClosed(t *testing.T) {
 	kmstest.IsolateAWSEnvironment(t)
 	k := newCountingKMS(t, false)
 	tb := getTestBackend(t)
-	tb.mustWrite(t, "config/aws", map[string]any{
-		"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": k.ts.URL,
-	})
-	_, arn, err := k.srv.CreateKeyForTest(kmsSpec(signer.ES256))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb.mustWrite(t, "keys/k", map[string]any{"provider": "awskms", "kms_key_id": arn})
-	tb.mustWrite(t, "roles/r", map[string]any{"key": "k"})
+	k.bind(t, tb, nil)
 	wantOpen := func(n int64, when string) {
 		t.Helper()
 		got := k.open.Load()
