@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms"
 	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer/awskms/kmstest"
 )
 
@@ -189,4 +190,18 @@ func TestKMSTrustsTheSDKsCABundle(t *testing.T) {
 	tb := getTestBackend(t)
 	k.bind(t, tb, nil)
 	tb.issue(t, "r", nil)
+}
+
+// TestKMSHTTPClientHoldsMaxConcurrency: a KMS client's transport lets
+// max_concurrency calls each have a connection, and keeps them all when
+// idle, over the whole range config/aws allows (1 to 4096); the SDK's
+// transport keeps 10 idle and opens at most 2048 per host.
+func TestKMSHTTPClientHoldsMaxConcurrency(t *testing.T) {
+	for _, n := range []int{1, 64, 2048, 2049, 4096} {
+		tr := newKMSHTTPClient(awskms.BaseTransport(nil), n).Transport.(*http.Transport)
+		if tr.MaxIdleConnsPerHost != n || tr.MaxIdleConns < n || (tr.MaxConnsPerHost != 0 && tr.MaxConnsPerHost < n) {
+			t.Errorf("max_concurrency %d: MaxIdleConnsPerHost %d, MaxIdleConns %d, MaxConnsPerHost %d; want %d, at least %d, and 0 or at least %d",
+				n, tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tr.MaxConnsPerHost, n, n, n)
+		}
+	}
 }

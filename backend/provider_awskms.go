@@ -36,8 +36,8 @@ type kmsConn struct {
 // newKMSHTTPClient is the HTTP client of one KMS client: tr, the transport
 // the SDK's configuration built for it (awskms.BaseTransport: the SDK's
 // defaults, and the CA bundle of AWS_CA_BUNDLE or a profile's ca_bundle),
-// keeping up to maxConcurrency idle connections, and no redirects followed
-// (KMS sends none). The backend builds it, rather than
+// opening and keeping idle up to maxConcurrency connections, and no
+// redirects followed (KMS sends none). The backend builds it, rather than
 // leaving it to the SDK, so that dropAWS and Clean can close its idle
 // keep-alive connections, which would otherwise outlive a config/aws
 // change or the mount by the SDK's 90s idle timeout.
@@ -47,10 +47,14 @@ type kmsConn struct {
 // over HTTP/1.1. The SDK's pool keeps 10 idle per host, so that
 // with more callers than that, connections beyond the 10th were closed
 // as their calls ended and dialled again, each a TLS handshake, for as
-// long as the load lasted.
+// long as the load lasted; and it opens at most 2048 per host, fewer than
+// max_concurrency may allow (4096).
 func newKMSHTTPClient(tr *http.Transport, maxConcurrency int) *http.Client {
 	tr.MaxIdleConnsPerHost = maxConcurrency
 	tr.MaxIdleConns = max(tr.MaxIdleConns, maxConcurrency)
+	if tr.MaxConnsPerHost != 0 { // 0: no limit
+		tr.MaxConnsPerHost = max(tr.MaxConnsPerHost, maxConcurrency)
+	}
 	return &http.Client{
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
