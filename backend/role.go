@@ -318,8 +318,8 @@ func textProblem(v string) string {
 
 // validateClaims checks a claims object, a role's or a caller's: at most
 // maxClaimsBytes as JSON, no empty names, no names validateText refuses, no
-// reserved names, and no number
-// (at any depth) beyond what a 64-bit float holds.
+// reserved names, and no number (at any depth) beyond what a 64-bit float
+// holds.
 func validateClaims(field string, claims map[string]any) error {
 	if len(claims) == 0 {
 		return nil

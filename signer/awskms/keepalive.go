@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 )
 
@@ -43,23 +42,3 @@ func (c keepAlive) Do(req *http.Request) (*http.Response, error) {
 
 // readCloser has only Read and Close, whatever it wraps.
 type readCloser struct{ io.ReadCloser }
-
-// BaseTransport returns a copy of the HTTP transport the SDK's
-// configuration gave api, a client from NewClient: the SDK's defaults plus
-// what the configuration added, such as the CA bundle of AWS_CA_BUNDLE or
-// a profile's ca_bundle. A caller that sends api's calls through an HTTP
-// client of its own (to close its idle connections, say) builds it on this
-// transport, so that it trusts what the SDK's own client would. For any
-// other API it returns the SDK's default transport.
-func BaseTransport(api API) *http.Transport {
-	if c, ok := api.(*kms.Client); ok {
-		hc := c.Options().HTTPClient
-		if k, ok := hc.(keepAlive); ok {
-			hc = k.HTTPClient
-		}
-		if bc, ok := hc.(*awshttp.BuildableClient); ok {
-			return bc.GetTransport()
-		}
-	}
-	return awshttp.NewBuildableClient().GetTransport()
-}
