@@ -129,12 +129,14 @@ func (n *clusterNode) clusterUnseal(t *testing.T) {
 }
 
 // clusterClient is an HTTP client without keep-alives, so that every request
-// opens a connection and a dead node shows up as a refused connection.
+// opens a connection and a dead node shows up as a refused connection. It
+// never follows a redirect by itself: a standby that cannot forward answers
+// 307 to the node it believes active, and clusterIssue follows that one
+// redirect itself, so that it can record both answers.
 func clusterClient(timeout time.Duration) *http.Client {
 	return &http.Client{
-		Timeout:   timeout,
-		Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
-		// Vault standbys do not redirect in this setup; never follow one.
+		Timeout:       timeout,
+		Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
@@ -335,40 +337,78 @@ func clusterActive(nodes []*clusterNode) (*clusterNode, error) {
 	return active, nil
 }
 
-// clusterAttempt is one issue request of the load.
+// clusterAttempt is one issue request of the load. When n answers 307 to a
+// node of the cluster, the attempt follows that one redirect, as Vault's API
+// client and CLI do, and the rest of it describes the second answer.
 type clusterAttempt struct {
 	node       *clusterNode
 	start, end time.Time
-	status     int      // HTTP status; 0 when no response came
-	errs       []string // the response's "errors"
-	netErr     string   // no HTTP response: the transport's error
-	location   string   // a redirect's Location
+	location   string       // n's 307: its Location
+	via        *clusterNode // the node that Location is on, when followed
+	status     int          // HTTP status; 0 when no response came
+	errs       []string     // the response's "errors"
+	netErr     string       // no HTTP response: the transport's error
 	token, kid string
 	jti        string
-	problem    string // something wrong with the response itself
+	problem    string // something wrong with a response itself
 }
 
+// ok is whether a client that follows Vault's redirect got a token.
 func (a clusterAttempt) ok() bool { return a.status == http.StatusOK && a.problem == "" }
+
+// direct is whether n itself answered with a token (a standby forwards to
+// the active node): no redirect.
+func (a clusterAttempt) direct() bool { return a.ok() && a.location == "" }
 
 func (a clusterAttempt) describe(t0 time.Time) string {
 	d := fmt.Sprintf("%s at %+.3fs (%.0fms): ", a.node.id, a.start.Sub(t0).Seconds(), float64(a.end.Sub(a.start).Microseconds())/1000)
+	if a.location != "" {
+		d += "HTTP 307 to " + a.location
+		if a.via == nil {
+			return d + ", not followed"
+		}
+		d += ", then "
+	}
 	switch {
 	case a.netErr != "":
 		return d + "no response: " + a.netErr
 	case a.problem != "":
 		return d + fmt.Sprintf("HTTP %d: %s", a.status, a.problem)
-	case a.location != "":
-		return d + fmt.Sprintf("HTTP %d to %s", a.status, a.location)
 	default:
 		return d + fmt.Sprintf("HTTP %d %s", a.status, redact(strings.Join(a.errs, "; ")))
 	}
 }
 
-// clusterIssue does one POST /v1/jwt/issue/<role> on n.
-func clusterIssue(client *http.Client, n *clusterNode, role string) clusterAttempt {
-	a := clusterAttempt{node: n, start: time.Now()}
-	status, header, body, err := clusterHTTPHeader(client, http.MethodPost, n.addr+"/v1/"+mountPath+"/issue/"+role, n.rootToken, "{}")
-	a.end = time.Now()
+// clusterIssue does one POST /v1/jwt/issue/<role> on n. A 307 to the same
+// path on one of follow is followed once; any other redirect is a problem.
+func clusterIssue(client *http.Client, n *clusterNode, role string, follow []*clusterNode) (a clusterAttempt) {
+	a = clusterAttempt{node: n, start: time.Now()}
+	defer func() { a.end = time.Now() }()
+	url := n.addr + "/v1/" + mountPath + "/issue/" + role
+	status, header, body, err := clusterHTTPHeader(client, http.MethodPost, url, n.rootToken, "{}")
+	if err == nil && status == http.StatusTemporaryRedirect {
+		// A standby that cannot forward to the active node redirects the
+		// client there instead (Vault's fallback), with an empty body.
+		a.location = header.Get("Location")
+		switch a.via = clusterNodeAt(a.location, follow); {
+		case jwtPattern.Match(body):
+			a.problem, a.status = "a redirect carries a token", status
+			return a
+		case follow == nil:
+			a.via = nil
+			a.problem, a.status = "a redirect, where none may happen", status
+			return a
+		case a.via == nil || a.location != a.via.addr+"/v1/"+mountPath+"/issue/"+role:
+			a.via = nil
+			a.problem, a.status = "a redirect to no node of the cluster, or not to this path", status
+			return a
+		}
+		status, _, body, err = clusterHTTPHeader(client, http.MethodPost, a.location, n.rootToken, "{}")
+		if err == nil && status == http.StatusTemporaryRedirect {
+			a.problem, a.status = "a second redirect", status
+			return a
+		}
+	}
 	if err != nil && status == 0 {
 		a.netErr = err.Error()
 		return a
@@ -376,17 +416,6 @@ func clusterIssue(client *http.Client, n *clusterNode, role string) clusterAttem
 	a.status = status
 	if err != nil {
 		a.problem = "reading the body: " + err.Error()
-		return a
-	}
-	if status == http.StatusTemporaryRedirect {
-		// A standby that cannot forward to the active node redirects the
-		// client there instead (Vault's fallback), with an empty body.
-		a.location = header.Get("Location")
-		if jwtPattern.Match(body) {
-			a.problem = "a redirect carries a token"
-		} else if a.location == "" {
-			a.problem = "a redirect without a Location"
-		}
 		return a
 	}
 	var out struct {
@@ -415,7 +444,8 @@ func clusterIssue(client *http.Client, n *clusterNode, role string) clusterAttem
 }
 
 // clusterLoad issues through every node, one worker per node, each pausing
-// between requests, until stopped.
+// between requests, until stopped. Workers follow a standby's redirect to
+// any node of the cluster.
 type clusterLoad struct {
 	mu       sync.Mutex
 	attempts []clusterAttempt
@@ -430,7 +460,7 @@ func clusterStartLoad(nodes []*clusterNode, role string, pause, timeout time.Dur
 		l.wg.Go(func() {
 			client := clusterClient(timeout)
 			for ctx.Err() == nil {
-				a := clusterIssue(client, n, role)
+				a := clusterIssue(client, n, role, nodes)
 				l.mu.Lock()
 				l.attempts = append(l.attempts, a)
 				l.mu.Unlock()

@@ -416,9 +416,16 @@ type lifecycleStream struct {
 
 func lifecycleStartStream(t *testing.T, tl *tools, s *vaultServer) *lifecycleStream {
 	t.Helper()
+	return startStream(t, tl, s.jwksURL(), s.issuer())
+}
+
+// startStream starts stream.mjs against one JWKS URL, for tokens of one
+// issuer and e2eAudience, and waits until it is ready.
+func startStream(t *testing.T, tl *tools, jwksURL, issuer string) *lifecycleStream {
+	t.Helper()
 	script := filepath.Join(tl.verifier.dir, "stream.mjs")
 	st := &lifecycleStream{results: map[string]lifecycleResult{}, done: make(chan struct{})}
-	st.cmd = exec.Command(tl.verifier.node, script, "--jwks-url", s.jwksURL(), "--issuer", s.issuer(), "--audience", e2eAudience)
+	st.cmd = exec.Command(tl.verifier.node, script, "--jwks-url", jwksURL, "--issuer", issuer, "--audience", e2eAudience)
 	st.cmd.Dir = tl.verifier.dir
 	st.cmd.Stderr = &st.stderr
 	st.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
