@@ -30,8 +30,8 @@ const (
 type backend struct {
 	*framework.Backend
 
-	// now is the clock; tests replace it.
-	now func() time.Time
+	// clock is the host's clock; tests replace it. Read it through now.
+	clock func() time.Time
 
 	// providers make and load key versions, by provider name.
 	providers map[string]keyProvider
@@ -133,9 +133,14 @@ func NewFactory(opts ...Option) logical.Factory {
 	}
 }
 
+// now is the time in UTC, so that every time the engine stores or returns is
+// spelled in UTC, whatever the host's zone: the nodes of a cluster may run in
+// different zones, and a stored entry reads the same on all of them.
+func (b *backend) now() time.Time { return b.clock().UTC() }
+
 func newBackend(opts ...Option) *backend {
 	b := &backend{
-		now:       time.Now,
+		clock:     time.Now,
 		newKMSAPI: defaultNewKMSAPI,
 	}
 	b.providers = map[string]keyProvider{providerLocal: localProvider{}, providerAWSKMS: awskmsProvider{b: b}}

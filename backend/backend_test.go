@@ -121,7 +121,7 @@ func newBareTestBackend(t testing.TB, storage logical.Storage, mount mountFunc) 
 			return nil, err
 		}
 		b = lb.(*backend)
-		b.now = clock.Now
+		b.clock = clock.Now
 		return b, nil
 	}
 	handler := mount(t, factory, conf)

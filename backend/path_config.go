@@ -233,7 +233,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		if until := now.Add(cfg.jwksMaxAge()).UTC(); until.After(next.JWKSOldMaxAgeUntil) {
 			next.JWKSOldMaxAgeUntil = until
 		}
-		at := next.JWKSOldMaxAgeUntil.Format(time.RFC3339)
+		at := next.JWKSOldMaxAgeUntil.UTC().Format(time.RFC3339)
 		warnings = append(warnings, fmt.Sprintf(`jwks_max_age lowered from %s to %s: JWKS copies served with the old max-age may be cached until %s, so a rotation staged before %s signs no earlier than then (keys/<name>/rotate immediate=true does not wait)`,
 			cfg.jwksMaxAge(), next.jwksMaxAge(), at, at))
 	}

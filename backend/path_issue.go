@@ -452,7 +452,7 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 	}
 	boxed := k.boxed[version]
 	return issueResult{
-		role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0), exp: exp,
+		role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0).UTC(), exp: exp,
 		expiresIn: int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
 		token:     token, jti: claims.jti, alg: boxed[0], kid: boxed[1],
 	}, nil, nil

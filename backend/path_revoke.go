@@ -150,7 +150,7 @@ func (b *backend) pathRevoke(ctx context.Context, req *logical.Request, d *frame
 		if e := exp.(int64); e < 0 || e > maxNumericDate {
 			return badRequest(`invalid "exp" %d: must be between 1 and %d, the token's exp in Unix seconds (as jwt/verify reads it)`, e, int64(maxNumericDate))
 		}
-		r.JTI, r.Expires = jti, time.Unix(exp.(int64), 0).Add(verifyLeeway)
+		r.JTI, r.Expires = jti, time.Unix(exp.(int64), 0).UTC().Add(verifyLeeway)
 	case roleName != "":
 		role, err := b.getRole(ctx, req.Storage, roleName)
 		if err != nil {

@@ -379,21 +379,6 @@ func diffEntries(want, got map[string][]byte) string {
 // time.Time's MarshalJSON writes it.
 var rfc3339Re = regexp.MustCompile(`"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})"`)
 
-// utcTimes rewrites every RFC 3339 time in raw JSON to UTC. The engine
-// stores times as time.Now and time.Unix give them, in the host's local
-// zone, so a host in another zone than the one that wrote the fixtures
-// (UTC) spells the same instant with another offset. That is not a change
-// of format: both spellings read back as the same instant.
-func utcTimes(raw []byte) []byte {
-	return rfc3339Re.ReplaceAllFunc(raw, func(m []byte) []byte {
-		t, err := time.Parse(time.RFC3339Nano, string(m[1:len(m)-1]))
-		if err != nil {
-			return m
-		}
-		return []byte(`"` + t.UTC().Format(time.RFC3339Nano) + `"`)
-	})
-}
-
 // diffJSON names the members, by path, in which two JSON documents differ,
 // with both values shortened; or says they are equal as JSON and differ
 // only in their bytes.

@@ -526,10 +526,9 @@ func TestStorageFormatV1Rewrite(t *testing.T) {
 			if err != nil || e == nil {
 				t.Fatalf("%s: %v %v", key, e, err)
 			}
-			// Byte for byte, but for the zone in which times are spelled
-			// (see utcTimes): member names, order and encodings must not
-			// change.
-			if got, want := utcTimes(withoutAddedMembers(key, e.Value, fx[key])), utcTimes(fx[key]); !bytes.Equal(got, want) {
+			// Byte for byte: member names, order and encodings must not
+			// change, and times stay in UTC (TestStoredTimesAreUTC).
+			if got, want := withoutAddedMembers(key, e.Value, fx[key]), fx[key]; !bytes.Equal(got, want) {
 				t.Errorf("writing %s back unchanged stored other bytes. Mounts hold v1 entries: never edit v1; a new format needs a new fixture version, and a migration if v1 entries need one:\n%s", key, diffJSON(want, got))
 			}
 		})
@@ -616,5 +615,46 @@ func rewriteEntry(t *testing.T, tb *testBackend, key string, fixture []byte) {
 		}
 	default:
 		t.Fatalf("no rewrite for fixture entry %s: it is under none of the engine's storage prefixes", key)
+	}
+}
+
+// TestStoredTimesAreUTC: whatever the host's zone, every time the engine
+// writes is spelled in UTC, so that an entry reads the same on every node of
+// a cluster. The host's zone here is +05:30: the clock answers in it, as
+// time.Now does on such a host, and so does time.Unix. (No test in this
+// package runs in parallel, so setting time.Local is safe.)
+func TestStoredTimesAreUTC(t *testing.T) {
+	zone := time.FixedZone("IST", 5*3600+1800)
+	local := time.Local
+	time.Local = zone
+	t.Cleanup(func() { time.Local = local })
+	tb := getTestBackend(t)
+	tb.backend.clock = func() time.Time { return tb.clock.Now().In(zone) }
+
+	tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "10m"})
+	tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "1m"}) // lowered: jwks_old_max_age_until
+	tb.mustWrite(t, "keys/k", map[string]any{"algorithm": "ES256"})
+	tb.mustWrite(t, "keys/k/rotate", map[string]any{})
+	tb.mustWrite(t, "roles/r", map[string]any{"key": "k", "ttl": "5m", "refresh_ttl": "1h", "allowed_subjects": "*"})
+	first := tb.mustWrite(t, "issue/r", map[string]any{"subject": "a"}).Data
+	tb.clock.Add(time.Minute)
+	tb.mustWrite(t, "refresh", map[string]any{"refresh_token": first["refresh_token"]})
+	tb.mustWrite(t, "revoke", map[string]any{"jti": "x", "exp": tb.clock.Now().Add(time.Hour).Unix()})
+	tb.mustWrite(t, "revoke", map[string]any{"subject": "a"})
+	tb.mustWrite(t, "revoke", map[string]any{"role": "r"})
+
+	utc := 0
+	for key, value := range tb.snapshot(t) {
+		for _, m := range rfc3339Re.FindAllString(value, -1) {
+			if !strings.HasSuffix(m, `Z"`) {
+				t.Errorf("%s stores the time %s, not in UTC", key, m)
+				continue
+			}
+			utc++
+		}
+	}
+	// config, key versions, role, refresh family, revocations.
+	if utc < 8 {
+		t.Errorf("found %d times in UTC in storage, want at least 8: is the check still looking at them?", utc)
 	}
 }
