@@ -27,6 +27,10 @@ MODULE := github.com/vault-jwt/vault-plugin-secrets-jwt
 PLUGIN_NAME := vault-plugin-secrets-jwt
 PLUGIN_BIN := $(CURDIR)/bin/$(PLUGIN_NAME)
 LDFLAGS := -X $(MODULE)/plugin.Version=$(VERSION)
+# The same plugin under another version, for the upgrade test (e2e
+# TestPluginUpgrade): Vault catalogs a binary only under the version it reports.
+NEXT_VERSION ?= $(VERSION)-next
+PLUGIN_NEXT_BIN := $(CURDIR)/bin/$(PLUGIN_NAME)-next
 VERIFY_DIR := $(CURDIR)/scripts/verify
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -89,9 +93,10 @@ verify-deps:
 ## test-e2e: a real Vault, the real CLI, the plugin and the outside verifiers (Node's jose and jsonwebtoken, PyJWT).
 test-e2e: build verify-deps
 	$(GO) build -o $(CURDIR)/bin/kmstest ./cmd/kmstest
+	$(GO) build -ldflags "-X $(MODULE)/plugin.Version=$(NEXT_VERSION)" -o $(PLUGIN_NEXT_BIN) ./cmd/$(PLUGIN_NAME)
 	@vault_bin="$$(scripts/vault.sh)"; \
-	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) PLUGIN_VERSION=$(VERSION) VERIFY_DIR=$(VERIFY_DIR)"; \
-	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" PLUGIN_VERSION="$(VERSION)" VERIFY_DIR="$(VERIFY_DIR)" KMSTEST_BIN="$(CURDIR)/bin/kmstest" \
+	echo "VAULT_BIN=$$vault_bin PLUGIN_BIN=$(PLUGIN_BIN) PLUGIN_VERSION=$(VERSION) PLUGIN_NEXT_BIN=$(PLUGIN_NEXT_BIN) VERIFY_DIR=$(VERIFY_DIR)"; \
+	VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(PLUGIN_BIN)" PLUGIN_VERSION="$(VERSION)" PLUGIN_NEXT_BIN="$(PLUGIN_NEXT_BIN)" VERIFY_DIR="$(VERIFY_DIR)" KMSTEST_BIN="$(CURDIR)/bin/kmstest" \
 		$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./e2e/
 
 ## test: everything CI runs, in order.
