@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -397,6 +398,7 @@ func (s *vaultServer) start(t *testing.T, args ...string) {
 	if n == 1 { // one cleanup for every start of this server
 		t.Cleanup(func() {
 			s.kill()
+			s.checkLogs(t)
 			if t.Failed() {
 				s.dumpLogs()
 			}
@@ -458,6 +460,38 @@ func (s *vaultServer) dumpLogs() {
 			buf.WriteByte('\n')
 		}
 		s.t.Logf("last lines of %s:\n%s", p, buf.String())
+	}
+}
+
+// checkLogs fails the test if any of the server's logs (Vault's, with the
+// lines the plugin logs through it) holds a JWT or a secret the test
+// registered: no token, refresh token, credential or password may ever be
+// logged. The dev server's banner, which prints the root token and unseal
+// key it was given, is Vault's own and skipped.
+func (s *vaultServer) checkLogs(t *testing.T) {
+	t.Helper()
+	secrets.mu.Lock()
+	list := slices.Clone(secrets.secrets)
+	secrets.mu.Unlock()
+	logs, _ := filepath.Glob(filepath.Join(s.dir, "vault-*.log"))
+	for _, p := range logs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Errorf("reading %s: %v", p, err)
+			continue
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "Root Token:") || strings.Contains(line, "Unseal Key:") {
+				continue
+			}
+			leak := jwtPattern.MatchString(line)
+			for _, sec := range list {
+				leak = leak || strings.Contains(line, sec)
+			}
+			if leak {
+				t.Errorf("%s:%d logs a token or a secret: %s", filepath.Base(p), i+1, redact(line))
+			}
+		}
 	}
 }
 
