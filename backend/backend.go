@@ -350,7 +350,8 @@ The JWT secrets engine issues signed JSON Web Tokens.
 Security teams define signing keys (jwt/keys/<name>) and roles
 (jwt/roles/<name>) and guard them with Vault policy; applications write to
 jwt/issue/<role> to get a token. Local keys are generated in the engine and
-stored seal-wrapped; awskms keys stay in AWS KMS, which signs for them. No
+stored in a seal-wrapped path (a second layer of encryption on Vault
+Enterprise with a seal that supports it); awskms keys stay in AWS KMS, which signs for them. No
 path returns a private key. Verifiers fetch the public
 keys, without a Vault token, from jwt/jwks or jwt/.well-known/keys.
 `

@@ -238,7 +238,7 @@ How the engine reaches AWS KMS for keys with provider "awskms". Give an
 access key and secret key, optionally a role to assume; or give none, and
 the AWS SDK's default chain is used (the plugin process's environment,
 shared config files, web identity, the instance or task role). The secret
-key and session token are stored seal-wrapped and never returned.
+key and session token are stored in a seal-wrapped path and never returned.
 
 Each region gets a governor (the region as the AWS SDK resolved it, and
 the endpoint normalised, the region's default counting as none): at most max_requests_per_second and

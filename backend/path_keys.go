@@ -51,7 +51,7 @@ func pathKeys(b *backend) *framework.Path {
 			"provider": {
 				Type:    framework.TypeString,
 				Default: providerLocal,
-				Description: `Where the private key lives. "local": generated in the engine and stored seal-wrapped. ` +
+				Description: `Where the private key lives. "local": generated in the engine and stored in a seal-wrapped path. ` +
 					`"awskms": an AWS KMS key named by kms_key_id, which never leaves KMS. Fixed at creation.`,
 			},
 			"kms_key_id": {
@@ -337,5 +337,7 @@ deleting it, since a node that has not yet seen the move may still sign with
 it.
 
 With provider "local" the engine generates the private key with a
-cryptographically secure random source and stores it seal-wrapped.
+cryptographically secure random source and stores it in a seal-wrapped
+path (a second layer of encryption on Vault Enterprise with a seal that
+supports it).
 `
