@@ -41,9 +41,6 @@ var apiDocTypes = map[string][]framework.FieldType{
 // field has no Default; one that gains a Default leaves this table, and
 // api.md gives the Default instead.
 var apiHandlerDefaults = map[string]string{
-	// pathConfigWrite and config.jwksMaxAge apply defaultJWKSMaxAge; the
-	// field itself has no Default.
-	"POST /jwt/config jwks_max_age":        `"5m"`,
 	"POST /jwt/issue/:role audience":       "role's audiences",
 	"POST /jwt/issue/:role subject":        "role's subject",
 	"POST /jwt/issue/:role ttl":            "role's ttl",

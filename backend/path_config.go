@@ -159,7 +159,10 @@ func pathConfig(b *backend) *framework.Path {
 				Description: `Default "iss" claim for roles that do not set their own. A value with ':' must be an absolute URI. OIDC discovery is served only for an http(s) URL, and works when it is the URL at which this mount is reachable, such as https://vault.example.com/v1/jwt. ` + textRule,
 			},
 			"jwks_max_age": {
-				Type:        framework.TypeDurationSecond,
+				Type: framework.TypeDurationSecond,
+				// Shown in path-help and OpenAPI; a write that does not
+				// send the field keeps the stored value (GetOk).
+				Default:     int(defaultJWKSMaxAge / time.Second),
 				Description: "How long verifiers may cache the JWKS (its Cache-Control max-age), and so how long a new key version is published before it starts signing (or until jwks_old_max_age_until, if later). Between 10s and 24h; default 5m.",
 			},
 		},

@@ -183,3 +183,15 @@ func TestJWKSOldMaxAgeUntilPasses(t *testing.T) {
 		t.Fatalf("a write at 12:05:00 stored %s, which has passed: %s", field, entry.Value)
 	}
 }
+
+// TestConfigWriteKeepsJWKSMaxAge: jwks_max_age's schema has a Default (5m,
+// for path-help and OpenAPI), and a config write that does not send the
+// field keeps the stored value instead of going back to it.
+func TestConfigWriteKeepsJWKSMaxAge(t *testing.T) {
+	tb := getTestBackend(t)
+	tb.mustWrite(t, "config", map[string]any{"jwks_max_age": "1h"})
+	tb.mustWrite(t, "config", map[string]any{"issuer": "https://vault.test/v1/other"})
+	if got := tb.mustRead(t, "config").Data["jwks_max_age"]; got != int64(3600) {
+		t.Errorf("jwks_max_age after an issuer-only write: %v, want 3600", got)
+	}
+}
