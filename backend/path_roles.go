@@ -36,7 +36,7 @@ func pathRoles(b *backend) *framework.Path {
 			"name": {Type: framework.TypeString, Required: true, Description: "Name of the role."},
 			"key": {
 				Type:        framework.TypeString,
-				Description: "Name of the signing key (jwt/keys/<name>). Required.",
+				Description: "Name of the signing key (jwt/keys/<name>). Required when the role is created; an update that does not send it keeps the role's key.",
 			},
 			"issuer": {
 				Type:        framework.TypeString,
