@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-jwt/vault-plugin-secrets-jwt/signer"
 )
 
 // The scale benchmarks (issue 6) check that issue and verify cost the same
@@ -126,6 +129,28 @@ func BenchmarkRolesAndKeys(b *testing.B) {
 			}
 		}
 		b.Run(fmt.Sprintf("issue/roles=%d", n), func(b *testing.B) { issue(b, paths) })
+		// The signature alone, with the same signers the engine holds
+		// (same memory), in the same order: what N keys in use cost the
+		// cryptography, apart from the engine.
+		signers := make([]signer.Signer, n)
+		for i := range n {
+			e, err := tb.getKey(context.Background(), tb.storage, fmt.Sprintf("k%d", i))
+			if err != nil {
+				b.Fatal(err)
+			}
+			signers[i], _ = e.currentSigner(tb.clock.Now())
+		}
+		input := []byte(strings.Repeat("x", 365))
+		b.Run(fmt.Sprintf("sign/keys=%d", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				sg := signers[i%n]
+				i += 7919
+				if _, err := sg.Sign(context.Background(), input); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		if n == 10_000 {
 			hot := make([]string, 0, 10)
 			for i := 0; i < n; i += n / 10 { // spread over the mount, not its first 10 roles

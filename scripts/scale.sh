@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scale figures (issue 6): issue latency with 10, 1,000 and 10,000 roles and
-# keys in the mount (all of them in use, and 10,000 with traffic to 10), and verify and issue latency with 0 and 1,000,000
+# keys in the mount (all of them in use, and 10,000 with traffic to 10), the
+# signature alone with the same signers, and verify and issue latency with 0 and 1,000,000
 # revoked jtis, plus the revocation index's memory per entry and load time.
 # Rounds repeat everything; the figures are medians and the ratios are to
 # the smallest size in the same round, so a noisy machine disturbs both
@@ -39,7 +40,20 @@ done | awk '
     split("RolesAndKeys/issue/roles=10 RolesAndKeys/issue/roles=1000 RolesAndKeys/issue/roles=10000 RolesAndKeys/issue/roles=10000,hot=10", ra, " ")
     split("Revocations/verify/entries=0 Revocations/verify/entries=1000000 Revocations/issue/entries=0 Revocations/issue/entries=1000000", rv, " ")
     for (i = 1; i <= 4; i++) printf "%-44s %7d %12.0f %10.2f\n", ra[i], n[ra[i]], median(ns, ra[i], n[ra[i]]), ratio(ra[i], ra[1])
+    # The signature alone, with the signers of the engine, in the same order:
+    # what N keys in use cost the cryptography; and the time of the engine
+    # per issue (issue minus signature, median over rounds).
+    split("RolesAndKeys/sign/keys=10 RolesAndKeys/sign/keys=1000 RolesAndKeys/sign/keys=10000", rs, " ")
+    for (i = 1; i <= 3; i++) if (n[rs[i]]) {
+      printf "%-44s %7d %12.0f %10.2f\n", rs[i], n[rs[i]], median(ns, rs[i], n[rs[i]]), ratio(rs[i], rs[1])
+      for (j = 1; j <= n[rs[i]]; j++) eng[rs[i], j] = ns[ra[i], j] - ns[rs[i], j]
+    }
     for (i = 1; i <= 4; i++) { small = (i <= 2) ? rv[1] : rv[3]; printf "%-44s %7d %12.0f %10.2f\n", rv[i], n[rv[i]], median(ns, rv[i], n[rv[i]]), ratio(rv[i], small) }
+    if (n[rs[1]]) {
+      printf "\nengine time per issue (issue minus signature): "
+      for (i = 1; i <= 3; i++) printf "%s%.0f ns (%s)", (i > 1 ? ", " : ""), median(eng, rs[i], n[rs[i]]), substr(rs[i], 19)
+      printf "\n"
+    }
     l = "Revocations/load/entries=1000000"
     printf "\nrevocation index, 1,000,000 entries: %.0f bytes/entry, loaded in %.0f ms (median of %d)\n", bpe[l], median(load, l, n[l]), n[l]
   }'
