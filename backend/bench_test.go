@@ -100,6 +100,9 @@ func BenchmarkIssueOverhead(b *testing.B) {
 	for v, s := range e.signers {
 		e.signers[v] = stubSigner{Signer: s, sig: make([]byte, 64)}
 	}
+	for _, iv := range e.issuing {
+		iv.signer = e.signers[iv.version]
+	}
 	req := &logical.Request{Operation: logical.UpdateOperation, Path: "issue/r", Storage: tb.storage}
 	ctx := context.Background()
 	b.ReportAllocs()

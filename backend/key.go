@@ -180,12 +180,17 @@ func (v *keyVersion) activation() time.Time {
 // activation has come. States follow from the clock, so every node agrees
 // on them without a write.
 func (k *key) current(now time.Time) *keyVersion {
+	return k.Versions[k.currentIndex(now)]
+}
+
+// currentIndex is current's index in k.Versions.
+func (k *key) currentIndex(now time.Time) int {
 	for i := len(k.Versions) - 1; i > 0; i-- {
 		if !now.Before(k.Versions[i].activation()) {
-			return k.Versions[i]
+			return i
 		}
 	}
-	return k.Versions[0]
+	return 0
 }
 
 // pending is the version waiting to sign (state next), or nil.
@@ -286,11 +291,25 @@ func (k *key) clone() *key {
 type keyEntry struct {
 	key     *key
 	signers map[int]signer.Signer
-	// headers caches encoded JWS headers by version and typ.
+	// issuing holds what the issue path needs of each version, in the
+	// order of key.Versions, so that an issue finds it without a map
+	// lookup: with many keys in use, each lookup is a few CPU cache misses.
+	issuing []*issueVersion
+	// headers caches encoded JWS headers by version and typ, for typs
+	// other than defaultTyp.
 	headers sync.Map
-	// boxed holds each version's alg and kid as interface values, so the
-	// issue response does not allocate them anew for every token.
-	boxed map[int][2]any
+}
+
+// issueVersion is one version as the issue path uses it. It does not
+// change once built.
+type issueVersion struct {
+	version int
+	signer  signer.Signer
+	// alg and kid are boxed once, so the issue response does not allocate
+	// them anew for every token.
+	alg, kid any
+	// header is the encoded JWS header for defaultTyp.
+	header string
 }
 
 type headerKey struct {
@@ -300,17 +319,25 @@ type headerKey struct {
 
 // currentSigner is the signer of the version that signs at now.
 func (e *keyEntry) currentSigner(now time.Time) (signer.Signer, int) {
-	v := e.key.current(now).Version
-	return e.signers[v], v
+	iv := e.current(now)
+	return iv.signer, iv.version
 }
 
-// header is the encoded JWS header of version's signer for typ.
-func (e *keyEntry) header(version int, typ string) (string, error) {
-	hk := headerKey{version, typ}
+// current is the issueVersion of the version that signs at now.
+func (e *keyEntry) current(now time.Time) *issueVersion {
+	return e.issuing[e.key.currentIndex(now)]
+}
+
+// header is the encoded JWS header of iv's signer for typ.
+func (e *keyEntry) header(iv *issueVersion, typ string) (string, error) {
+	if typ == defaultTyp {
+		return iv.header, nil
+	}
+	hk := headerKey{iv.version, typ}
 	if h, ok := e.headers.Load(hk); ok {
 		return h.(string), nil
 	}
-	h, err := signer.EncodeHeader(e.signers[version], typ)
+	h, err := signer.EncodeHeader(iv.signer, typ)
 	if err != nil {
 		return "", err
 	}
@@ -423,14 +450,18 @@ func (b *backend) newKeyEntry(ctx context.Context, s logical.Storage, k *key) (*
 	if err != nil {
 		return nil, err
 	}
-	e := &keyEntry{key: k, signers: make(map[int]signer.Signer, len(k.Versions)), boxed: make(map[int][2]any, len(k.Versions))}
-	for _, v := range k.Versions {
+	e := &keyEntry{key: k, signers: make(map[int]signer.Signer, len(k.Versions)), issuing: make([]*issueVersion, len(k.Versions))}
+	for i, v := range k.Versions {
 		sg, err := versionSigner(ctx, s, p, k, v)
 		if err != nil {
 			return nil, fmt.Errorf("key %q version %d: %w", k.Name, v.Version, err)
 		}
+		h, err := signer.EncodeHeader(sg, defaultTyp)
+		if err != nil {
+			return nil, fmt.Errorf("key %q version %d: encoding its header: %w", k.Name, v.Version, err)
+		}
 		e.signers[v.Version] = sg
-		e.boxed[v.Version] = [2]any{string(sg.Algorithm()), sg.KeyID()}
+		e.issuing[i] = &issueVersion{version: v.Version, signer: sg, alg: string(sg.Algorithm()), kid: sg.KeyID(), header: h}
 	}
 	return e, nil
 }

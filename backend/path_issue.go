@@ -421,7 +421,8 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 		return respondErr(fmt.Errorf("role %q names key %q, which does not exist", name, r.Key), "issue: key missing", "role", name, "key", r.Key)
 	}
 	now := b.now()
-	sg, version := k.currentSigner(now)
+	iv := k.current(now)
+	sg := iv.signer
 
 	// Both are moved back by not_before_skew (some verifiers refuse an iat
 	// ahead of their clock), so a revocation "before now" also covers
@@ -439,7 +440,7 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 	if err != nil {
 		return respondErr(err, "issue: encoding claims failed", "role", name)
 	}
-	header, err := k.header(version, r.Typ)
+	header, err := k.header(iv, r.Typ)
 	if err != nil {
 		return respondErr(err, "issue: encoding header failed", "role", name, "key", r.Key)
 	}
@@ -450,11 +451,10 @@ func (b *backend) issueToken(ctx context.Context, s logical.Storage, name string
 	if err != nil {
 		return respondErr(kmsError(fmt.Sprintf("signing with key %q", r.Key), err, false), "issue: signing failed", "role", name, "key", r.Key, "kid", sg.KeyID())
 	}
-	boxed := k.boxed[version]
 	return issueResult{
 		role: r, iss: iss, sub: sub, iat: time.Unix(issuedAt, 0).UTC(), exp: exp,
 		expiresIn: int64(exp.Sub(now.Truncate(time.Second)).Seconds()),
-		token:     token, jti: claims.jti, alg: boxed[0], kid: boxed[1],
+		token:     token, jti: claims.jti, alg: iv.alg, kid: iv.kid,
 	}, nil, nil
 }
 
