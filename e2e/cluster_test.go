@@ -439,7 +439,8 @@ type clusterFailover struct {
 }
 
 // clusterTimeline reads n's current log for the steps of its taking over
-// after since. Vault logs in UTC with milliseconds.
+// after since. Vault stamps each line with milliseconds and the host's zone:
+// "2026-12-05T17:05:12.883Z" in UTC, "...18:05:12.883+0100" elsewhere.
 func clusterTimeline(t *testing.T, n *clusterNode, since time.Time) clusterFailover {
 	t.Helper()
 	b, err := os.ReadFile(n.logPath)
@@ -459,7 +460,7 @@ func clusterTimeline(t *testing.T, n *clusterNode, since time.Time) clusterFailo
 	}
 	for line := range strings.Lines(string(b)) {
 		stamp, _, _ := strings.Cut(line, " ")
-		at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", stamp)
+		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", stamp)
 		if err != nil || at.Before(since.Truncate(time.Millisecond)) {
 			continue
 		}

@@ -562,7 +562,7 @@ func (r *docsRun) runCommand(t *testing.T, i int, c docCommand) (ran bool) {
 	t.Logf("$ %s", redact(cmd))
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Errorf("%s: %s\n$ %s\nstdout: %s\nstderr: %s", c.name(), fmt.Sprintf(format, args...),
+		t.Errorf("%s: %s\n$ %s\nstdout: %s\nstderr: %s", c.name(), redact(fmt.Sprintf(format, args...)),
 			redact(cmd), redact(stdout), redact(stderr))
 	}
 

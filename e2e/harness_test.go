@@ -191,7 +191,10 @@ func waitFor(timeout, interval time.Duration, cond func() (bool, error)) error {
 
 var (
 	// A JWS header is a JSON object, so its base64url starts with "eyJ".
-	jwtPattern        = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
+	jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
+	// refreshTokenShape is a refresh token anywhere in a text: a family id
+	// and a secret, base64url (22 and 43 characters).
+	refreshTokenShape = regexp.MustCompile(`[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}`)
 	vaultTokenPattern = regexp.MustCompile(`\bhv[sbr]\.[A-Za-z0-9_-]{16,}|\bs\.[A-Za-z0-9]{24}\b`)
 )
 
@@ -220,6 +223,7 @@ func (r *redactor) redact(s string) string {
 		s = strings.ReplaceAll(s, sec, "[redacted]")
 	}
 	s = jwtPattern.ReplaceAllString(s, "[redacted-jwt]")
+	s = refreshTokenShape.ReplaceAllString(s, "[redacted-refresh-token]")
 	s = vaultTokenPattern.ReplaceAllString(s, "[redacted-token]")
 	return s
 }
@@ -464,8 +468,8 @@ func (s *vaultServer) dumpLogs() {
 }
 
 // checkLogs fails the test if any of the server's logs (Vault's, with the
-// lines the plugin logs through it) holds a JWT or a secret the test
-// registered: no token, refresh token, credential or password may ever be
+// lines the plugin logs through it) holds a JWT, something shaped like a
+// refresh token, or a secret the test registered: no token, refresh token, credential or password may ever be
 // logged. The dev server's banner, which prints the root token and unseal
 // key it was given, is Vault's own and skipped.
 func (s *vaultServer) checkLogs(t *testing.T) {
@@ -484,7 +488,7 @@ func (s *vaultServer) checkLogs(t *testing.T) {
 			if strings.Contains(line, "Root Token:") || strings.Contains(line, "Unseal Key:") {
 				continue
 			}
-			leak := jwtPattern.MatchString(line)
+			leak := jwtPattern.MatchString(line) || refreshTokenShape.MatchString(line)
 			for _, sec := range list {
 				leak = leak || strings.Contains(line, sec)
 			}

@@ -197,9 +197,9 @@ func upgradeReload(t *testing.T, s *vaultServer) {
 	}
 }
 
-// upgradeReadState is what an upgrade must keep: the key (its versions and
-// public keys, not its computed times), the role, the config, the JWKS and
-// the revocations.
+// upgradeReadState is what an upgrade must keep: the key as read (its
+// settings and every version's kid, public key, state and times), the role,
+// the config, the JWKS and the revocations.
 func upgradeReadState(t *testing.T, s *vaultServer) map[string]any {
 	t.Helper()
 	read := func(path string) map[string]any {
