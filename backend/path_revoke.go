@@ -36,7 +36,7 @@ func pathRevoke(b *backend) []*framework.Path {
 						"revoked":    {Type: framework.TypeString, Required: true, Description: `"jti", "subject" or "role".`},
 						"issuer":     {Type: framework.TypeString, Required: true, Description: `The revoked tokens' "iss": the token's own, the one given, or jwt/config's; "" for a role, whose revocation covers every issuer.`},
 						"expires_at": {Type: framework.TypeString, Required: true, Description: "The earliest the entry can be tidied, RFC 3339; tidy keeps it longer while a live refresh token family needs it."},
-						"jti":        {Type: framework.TypeString, Description: `Only when "revoked" is "jti": the revoked jti, also when the token was given, so that with audit_non_hmac_response_keys=jti,exp the audit log holds what to revoke again after restoring an older snapshot.`},
+						"jti":        {Type: framework.TypeString, Description: `Only when "revoked" is "jti": the revoked jti, also when the token was given, so that with audit_non_hmac_response_keys=jti,exp,issuer the audit log holds what to revoke again (jti, exp and issuer) after restoring an older snapshot.`},
 						"exp":        {Type: framework.TypeInt64, Description: `Only when "revoked" is "jti": the exp (Unix seconds) the stored entry covers, as jwt/revoke's "exp" takes it: the token's, or a later one an earlier revocation of the jti gave.`},
 					}}}},
 				},
