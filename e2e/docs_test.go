@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -333,6 +334,11 @@ type docsRun struct {
 	env   []string
 	vars  []string // names the commands assign, carried from one command to the next
 
+	// auditLog is the server's file audit device's log, and auditRead how
+	// much of it earlier commands' checks have read.
+	auditLog  string
+	auditRead int64
+
 	// bound maps a placeholder to the real value it stands for, captured
 	// from an earlier command's output.
 	bound   map[string]string
@@ -409,6 +415,11 @@ func (r *docsRun) start(t *testing.T, kind docServer, binDir string) {
 		r.s.initialize(t)
 		r.s.unseal(t)
 	}
+	// A file audit device of the test's own, under a path no doc uses: it
+	// sees every response's warnings, which the CLI does not print with
+	// -field= and jq drops (auditWarnings).
+	r.auditLog, r.auditRead = filepath.Join(r.s.dir, "docs-warnings.log"), 0
+	r.s.vault(t, "audit", "enable", "-path=docs-warnings", "file", "file_path="+r.auditLog)
 	// Step 1 of the upgrade in docs/operations.md, which the doc gives in
 	// prose: the new version's file beside the old one.
 	copyFile(t, r.nextBin, filepath.Join(r.s.pluginDir, pluginName+"-"+docsNextVersion), 0o755)
@@ -587,8 +598,15 @@ func (r *docsRun) runCommand(t *testing.T, i int, c docCommand) (ran bool) {
 		return false
 	}
 	// A warning is a failure unless the doc shows it: Vault warns of a
-	// parameter it ignored, so a renamed parameter is found here.
-	for _, w := range vaultWarnings(stdout, stderr) {
+	// parameter it ignored, so a renamed parameter is found here. The CLI
+	// prints no warning with -field=, and jq drops them, so the audit log
+	// is read too.
+	warnings := vaultWarnings(stdout, stderr)
+	audited, err := r.auditWarnings()
+	if err != nil {
+		t.Errorf("%s: reading the audit log: %v", c.name(), err)
+	}
+	for _, w := range append(warnings, audited...) {
 		if !strings.Contains(strings.Join(sample, "\n"), w) {
 			fail("Vault warned %q, which the doc does not show", w)
 		}
@@ -651,6 +669,42 @@ func (r *docsRun) capture(stdout string) {
 	if json.Unmarshal([]byte(stdout), &doc) == nil && doc.Data.ID != "" {
 		r.lastID = doc.Data.ID
 	}
+}
+
+// auditWarnings returns the warnings of the responses the audit device
+// logged since the last call.
+func (r *docsRun) auditWarnings() ([]string, error) {
+	f, err := os.Open(r.auditLog)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(r.auditRead, io.SeekStart); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	// Only whole lines: Vault may be writing the next one.
+	end := bytes.LastIndexByte(b, '\n') + 1
+	r.auditRead += int64(end)
+	var out []string
+	for line := range bytes.Lines(b[:end]) {
+		var e struct {
+			Type     string `json:"type"`
+			Response struct {
+				Warnings []string `json:"warnings"`
+			} `json:"response"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			return out, fmt.Errorf("a line that is not JSON: %v", err)
+		}
+		if e.Type == "response" {
+			out = append(out, e.Response.Warnings...)
+		}
+	}
+	return out, nil
 }
 
 // bash runs one command with the file's environment, in its directory, with
