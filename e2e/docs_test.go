@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,11 +26,19 @@ import (
 )
 
 // TestDocsExamples runs every `$ ` command in the shell blocks of README.md
-// and docs/*.md against a real Vault, in document order, and checks what the
-// doc shows after it: an exit status, an error text, a JSON document's
-// members and the values it does not elide, or a literal line. The project's
-// rule is that the README, docs/ and `vault path-help` stay true to the code;
-// this holds the docs' examples to it.
+// and docs/*.md against a real Vault, in document order. Every command must
+// succeed (or fail with the error text the doc shows), and no response may
+// carry a warning the doc does not show (a misspelled parameter), read
+// from an audit device of the test's own so that -field= and jq hide none.
+// Where the doc shows output in the same block, it is compared: a JSON
+// document's members and the values it does not elide, a table's keys, or
+// literal lines; and a JSON block introduced by "claims include" after a
+// command must be in the payload of the JWT the command printed. Few
+// commands have output shown in their block; api.md's "Sample response"
+// blocks are checked by the backend's TestAPIDocMatchesPaths, and claims
+// the docs make in prose are not checked here. The project's rule is that
+// the README, docs/ and `vault path-help` stay true to the code; this holds
+// the docs' examples to it.
 //
 // Each file gets servers of its own (docFiles), so files do not depend on
 // each other. A command runs under `bash -c`, in a directory of the file's
@@ -176,6 +185,10 @@ type docCommand struct {
 	text    string   // as bash takes it: continuation lines and heredoc body included
 	output  []string // the sample output shown after it, up to the next `$ ` or the block's end
 	payload string   // the latest "Sample payload" JSON block above it, written to payload.json
+	// claims is a JSON block the doc introduces, after the command's shell
+	// block, with text ending in "claims include": the JWT the command
+	// printed must carry those claims (checkDocOutput's JSON rules).
+	claims string
 }
 
 func (c docCommand) name() string { return fmt.Sprintf("%s:%d", filepath.Base(c.file), c.line) }
@@ -195,6 +208,8 @@ func parseDocCommands(file, src string) ([]docCommand, error) {
 		cur              *docCommand
 		payloadBuf       []string
 		fenceLine        int
+		prose            string // the last line of text outside a block
+		isClaims         bool
 	)
 	finish := func() {
 		if cur == nil {
@@ -221,12 +236,16 @@ func parseDocCommands(file, src string) ([]docCommand, error) {
 			if strings.HasPrefix(trimmed, "#") {
 				heading = strings.TrimSpace(strings.TrimLeft(trimmed, "#"))
 			}
+			if t := strings.TrimSpace(trimmed); t != "" && !strings.HasPrefix(t, "```") {
+				prose = t
+			}
 			if strings.HasPrefix(trimmed, "```") {
 				inFence, fenceLine = true, i+1
 				indent = len(l) - len(trimmed)
 				lang := strings.TrimSpace(strings.TrimPrefix(trimmed, "```"))
 				shell = shellLangs[lang]
 				isPayload = lang == "json" && heading == "Sample payload"
+				isClaims = lang == "json" && strings.HasSuffix(prose, "claims include") && len(cmds) > 0
 				payloadBuf = nil
 			}
 			continue
@@ -237,11 +256,14 @@ func parseDocCommands(file, src string) ([]docCommand, error) {
 			if isPayload {
 				payload = strings.Join(payloadBuf, "\n") + "\n"
 			}
+			if isClaims {
+				cmds[len(cmds)-1].claims = strings.Join(payloadBuf, "\n")
+			}
 			continue
 		}
 		body := strip(l)
 		switch {
-		case isPayload:
+		case isPayload || isClaims:
 			payloadBuf = append(payloadBuf, body)
 		case !shell:
 		case strings.HasPrefix(body, "$ "):
@@ -612,6 +634,9 @@ func (r *docsRun) runCommand(t *testing.T, i int, c docCommand) (ran bool) {
 		}
 	}
 	r.capture(stdout)
+	if c.claims != "" && !r.checkClaims(c, stdout, fail) {
+		return false
+	}
 	if len(sample) == 0 {
 		return true
 	}
@@ -669,6 +694,40 @@ func (r *docsRun) capture(stdout string) {
 	if json.Unmarshal([]byte(stdout), &doc) == nil && doc.Data.ID != "" {
 		r.lastID = doc.Data.ID
 	}
+}
+
+// checkClaims checks the claims the doc says the JWT that c printed
+// carries.
+func (r *docsRun) checkClaims(c docCommand, stdout string, fail func(string, ...any)) bool {
+	toks := jwtPattern.FindAllString(stdout, -1)
+	if len(toks) == 0 {
+		fail("printed no JWT, and the doc shows the claims of one")
+		return false
+	}
+	parts := strings.Split(toks[len(toks)-1], ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var got any
+	if err == nil {
+		err = json.Unmarshal(payload, &got)
+	}
+	if err != nil {
+		fail("the JWT's payload does not decode: %v", err)
+		return false
+	}
+	want, err := r.substitute(c.claims, true)
+	var wantJSON any
+	if err == nil {
+		err = json.Unmarshal([]byte(want), &wantJSON)
+	}
+	if err != nil {
+		fail("the doc's claims: %v", err)
+		return false
+	}
+	probs := matchJSON("the JWT's claims", wantJSON, got)
+	for _, p := range probs {
+		fail("%s", p)
+	}
+	return len(probs) == 0
 }
 
 // auditWarnings returns the warnings of the responses the audit device
