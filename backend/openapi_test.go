@@ -135,44 +135,59 @@ type oasCall struct {
 	resp            *logical.Response
 }
 
-// TestOpenAPIResponsesMatchHandlers: what the handlers return is what the
-// OpenAPI document says. Each operation is called on a backend with
+// oasCallLog records requests made through it, in order.
+type oasCallLog struct {
+	tb    *testBackend
+	calls []oasCall
+}
+
+// call makes a request, which must succeed, and records it. Calls run in
+// order: later ones depend on the state earlier ones leave.
+func (l *oasCallLog) call(t *testing.T, oasPath, method string, op logical.Operation, path string, data map[string]any) *logical.Response {
+	t.Helper()
+	resp, err := l.tb.request(t, op, path, data)
+	if err != nil || resp != nil && resp.IsError() {
+		t.Fatalf("%s %s: err=%v resp=%#v", op, path, err, resp)
+	}
+	l.calls = append(l.calls, oasCall{oasPath, method, op, path, resp})
+	return resp
+}
+
+func (l *oasCallLog) read(t *testing.T, oasPath, path string, data map[string]any) *logical.Response {
+	t.Helper()
+	return l.call(t, oasPath, "get", logical.ReadOperation, path, data)
+}
+
+func (l *oasCallLog) write(t *testing.T, oasPath, path string, data map[string]any) *logical.Response {
+	t.Helper()
+	return l.call(t, oasPath, "post", logical.UpdateOperation, path, data)
+}
+
+// oasCalls calls every operation of the OpenAPI document on a backend with
 // realistic data: local, RSA and awskms keys mid-rotation, roles with
 // refresh tokens, revocations of every kind, a lowered jwks_max_age, and
-// the calls that make each conditional field appear and disappear. For
-// each operation:
-//
-//   - every key a response returns is declared, with the JSON type the
-//     document gives it (a generated client decodes into that type);
-//   - every declared field is returned by some call;
-//   - a Required field is returned by every call, and one that is not
-//     Required (its description says when it is present) is missing from
-//     some call: otherwise it should be Required, or a call is missing here.
-//
-// Every operation in the document must be called, so a new path cannot
-// escape the check.
-func TestOpenAPIResponsesMatchHandlers(t *testing.T) {
+// the calls that make each conditional field appear and disappear. It
+// returns the backend, its OpenAPI document and the calls, for
+// TestOpenAPIResponsesMatchHandlers and TestAPIDocMatchesPaths; a caller
+// may make more calls through the log.
+func oasCalls(t *testing.T) (*testBackend, *framework.OASDocument, *oasCallLog) {
+	t.Helper()
 	tb, srv, _ := kmsBackend(t)
 	doc := tb.openAPI(t)
 	endpoint := tb.mustRead(t, "config/aws").Data["endpoint"].(string)
 
-	var calls []oasCall
-	// call makes a request, which must succeed, and records it. Calls run
-	// in order: later ones depend on the state earlier ones leave.
+	l := &oasCallLog{tb: tb}
 	call := func(oasPath, method string, op logical.Operation, path string, data map[string]any) *logical.Response {
 		t.Helper()
-		resp, err := tb.request(t, op, path, data)
-		if err != nil || resp != nil && resp.IsError() {
-			t.Fatalf("%s %s: err=%v resp=%#v", op, path, err, resp)
-		}
-		calls = append(calls, oasCall{oasPath, method, op, path, resp})
-		return resp
+		return l.call(t, oasPath, method, op, path, data)
 	}
 	read := func(oasPath, path string, data map[string]any) *logical.Response {
-		return call(oasPath, "get", logical.ReadOperation, path, data)
+		t.Helper()
+		return l.read(t, oasPath, path, data)
 	}
 	write := func(oasPath, path string, data map[string]any) *logical.Response {
-		return call(oasPath, "post", logical.UpdateOperation, path, data)
+		t.Helper()
+		return l.write(t, oasPath, path, data)
 	}
 
 	// Config: jwks_old_max_age_until appears once jwks_max_age is lowered
@@ -249,6 +264,25 @@ func TestOpenAPIResponsesMatchHandlers(t *testing.T) {
 
 	// Last, as it changes what awskms keys can do.
 	call("/config/aws", "delete", logical.DeleteOperation, "config/aws", nil)
+	return tb, doc, l
+}
+
+// TestOpenAPIResponsesMatchHandlers: what the handlers return is what the
+// OpenAPI document says. Each operation is called on a backend with
+// realistic data (oasCalls). For each operation:
+//
+//   - every key a response returns is declared, with the JSON type the
+//     document gives it (a generated client decodes into that type);
+//   - every declared field is returned by some call;
+//   - a Required field is returned by every call, and one that is not
+//     Required (its description says when it is present) is missing from
+//     some call: otherwise it should be Required, or a call is missing here.
+//
+// Every operation in the document must be called, so a new path cannot
+// escape the check.
+func TestOpenAPIResponsesMatchHandlers(t *testing.T) {
+	tb, doc, l := oasCalls(t)
+	calls := l.calls
 
 	byOp := map[string][]int{}
 	for i, c := range calls {
