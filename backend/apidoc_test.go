@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // apiDocFile is the API reference TestAPIDocMatchesPaths holds to the code.
@@ -321,7 +322,11 @@ func resolveAPIRow(tb *testBackend, doc *framework.OASDocument, row apiRow) (*ap
 //   - a sample response is Vault's envelope, {"data": {...}}, whose members
 //     are response fields the document declares, of the declared JSON type
 //     (TestOpenAPIResponsesMatchHandlers ties those to the handlers); the
-//     raw bodies (JWKS, discovery) are not in an envelope.
+//     raw bodies (JWKS, discovery) are not in an envelope;
+//   - every sample response, raw bodies included, is like the real
+//     responses of its operation, to every depth (apiSampleMismatches):
+//     the real ones are those of oasCalls, the calls
+//     TestOpenAPIResponsesMatchHandlers makes, and apiDocMoreCalls.
 func TestAPIDocMatchesPaths(t *testing.T) {
 	text, err := os.ReadFile(apiDocFile)
 	if err != nil {
@@ -334,8 +339,9 @@ func TestAPIDocMatchesPaths(t *testing.T) {
 	if len(sections) < 20 {
 		t.Fatalf("api.md: only %d sections found", len(sections))
 	}
-	tb := getTestBackend(t)
-	doc := tb.openAPI(t)
+	tb, doc, l := oasCalls(t)
+	apiDocMoreCalls(t, l)
+	actual := apiRealResponses(t, l.calls)
 
 	documented := map[string]string{}
 	usedDefaults := map[string]bool{}
@@ -356,7 +362,7 @@ func TestAPIDocMatchesPaths(t *testing.T) {
 			documented[target.key] = where
 			targets[sec] = append(targets[sec], target)
 			checkAPIParams(t, sec, row, target, usedDefaults)
-			checkAPISamples(t, doc, sec, row, target)
+			checkAPISamples(t, doc, sec, row, target, actual[target.key])
 		}
 	}
 	// "The same body as [Read key](#read-key)": the operations declare the
@@ -555,7 +561,7 @@ func apiDocDefault(f *framework.FieldSchema) (string, error) {
 
 // checkAPISamples checks sec's sample payloads and responses against
 // target.
-func checkAPISamples(t *testing.T, doc *framework.OASDocument, sec *apiSection, row apiRow, target *apiTarget) {
+func checkAPISamples(t *testing.T, doc *framework.OASDocument, sec *apiSection, row apiRow, target *apiTarget, actual []any) {
 	op := row.method + " " + row.path
 	for _, js := range sec.payloads {
 		obj, err := decodeAPIJSON(js.text)
@@ -578,9 +584,16 @@ func checkAPISamples(t *testing.T, doc *framework.OASDocument, sec *apiSection, 
 			t.Errorf("api.md:%d: %s: sample response: %v", js.line, op, err)
 			continue
 		}
+		if len(actual) == 0 {
+			t.Errorf("api.md:%d: %s: sample response, but no call of %s to compare it with: add one to apiDocMoreCalls", js.line, op, target.key)
+			continue
+		}
 		if rawBodyPaths[target.oasPath] {
 			if _, ok := obj["data"]; ok {
 				t.Errorf("api.md:%d: %s: the response is a raw body, but the sample has Vault's \"data\"", js.line, op)
+			}
+			for _, msg := range apiSampleMismatches("body", "", obj, actual) {
+				t.Errorf("api.md:%d: %s: sample response: %s", js.line, op, msg)
 			}
 			continue
 		}
@@ -605,6 +618,9 @@ func checkAPISamples(t *testing.T, doc *framework.OASDocument, sec *apiSection, 
 				t.Errorf("api.md:%d: %s: sample response field %q: %s", js.line, op, name, msg)
 			}
 		}
+		for _, msg := range apiSampleMismatches("data", "", data, actual) {
+			t.Errorf("api.md:%d: %s: sample response: %s", js.line, op, msg)
+		}
 	}
 }
 
@@ -620,4 +636,231 @@ func decodeAPIJSON(text string) (map[string]any, error) {
 		return nil, fmt.Errorf("more than one JSON value")
 	}
 	return obj, nil
+}
+
+// apiDocMoreCalls are the calls, beyond oasCalls, that make what api.md's
+// samples show: the sample payload's jwks_max_age of 5m, config/aws's
+// statistics of a KMS governor in use, and an EdDSA key in the JWKS beside
+// the others.
+func apiDocMoreCalls(t *testing.T, l *oasCallLog) {
+	t.Helper()
+	l.write(t, "/config", "config", map[string]any{"jwks_max_age": "5m"})
+	// oasCalls deletes config/aws last, and reads it before a KMS call.
+	l.write(t, "/config/aws", "config/aws", map[string]any{
+		"access_key": "AKIDTEST", "secret_key": testSecretKey, "region": "us-east-1", "endpoint": l.endpoint,
+	})
+	l.write(t, "/issue/{role}", "issue/plain", nil) // signs with the awskms key
+	l.read(t, "/config/aws", "config/aws", nil)
+	l.write(t, "/keys/{name}", "keys/ed", map[string]any{"algorithm": "EdDSA"})
+	l.read(t, "/jwks", "jwks", nil)
+	l.read(t, "/.well-known/keys", ".well-known/keys", nil)
+}
+
+// apiRealResponses are the responses of calls as a client decodes them
+// (numbers as json.Number), by operation ("get /keys/{name}"): the data of
+// Vault's envelope, or the decoded raw body.
+func apiRealResponses(t *testing.T, calls []oasCall) map[string][]any {
+	t.Helper()
+	actual := map[string][]any{}
+	for _, c := range calls {
+		if c.resp == nil {
+			continue
+		}
+		key := c.method + " " + c.oasPath
+		if !rawBodyPaths[c.oasPath] {
+			actual[key] = append(actual[key], jsonRoundTrip(t, c.resp.Data))
+			continue
+		}
+		body, ok := c.resp.Data[logical.HTTPRawBody].([]byte)
+		if !ok {
+			t.Fatalf("%s %s: raw body is a %T", c.op, c.path, c.resp.Data[logical.HTTPRawBody])
+		}
+		obj, err := decodeAPIJSON(string(body))
+		if err != nil {
+			t.Fatalf("%s %s: raw body: %v", c.op, c.path, err)
+		}
+		actual[key] = append(actual[key], obj)
+	}
+	return actual
+}
+
+// apiValueMembers are the sample members compared by value, and why: each
+// takes its values from a closed set, or is a setting of the engine's
+// configuration (jwt/config, jwt/config/aws), whose samples show the
+// defaults (or, for jwks_max_age, values the calls also set). The sample's
+// value must be one some real response has at the same place; of an
+// array, each item must be. Every boolean is compared too: a bool is a
+// setting or a state, never random, and the calls give both values where
+// api.md shows both.
+//
+// Every other value is compared by JSON type only: names (of keys, roles,
+// regions, issuers), kids, key material (x, y, n, e), times (created_at,
+// exp, before), jtis, role tags, tokens, error texts, counters and version
+// numbers differ from one backend to the next, and a key's or role's
+// settings (ttl, typ, verification_ttl, ...), and what a request chooses
+// (expires_in), are whatever the sample's caller chose.
+var apiValueMembers = map[string]string{
+	"state":         "a key version's state: next, current or previous",
+	"algorithm":     "a key's JWS algorithm, from the signer's table",
+	"alg":           "the JWS algorithm of a JWK, a token or a key, from the signer's table",
+	"provider":      "local or awskms",
+	"kty":           "the JWK key type the algorithm implies",
+	"crv":           "the JWK curve the algorithm implies",
+	"use":           `a JWK's use: always "sig"`,
+	"revoked":       "what a revocation covers: jti, subject or role",
+	"breaker_state": "a KMS governor's circuit breaker: closed, open or half-open",
+	// The discovery document's fixed lists.
+	"response_types_supported":              "fixed by the engine",
+	"subject_types_supported":               "fixed by the engine",
+	"id_token_signing_alg_values_supported": "the signer's algorithms",
+	// The configuration's settings.
+	"jwks_max_age":            "jwt/config: the JWKS Cache-Control max-age",
+	"max_requests_per_second": "jwt/config/aws: its default",
+	"max_concurrency":         "jwt/config/aws: its default",
+	"call_timeout":            "jwt/config/aws: its default",
+	"max_attempts":            "jwt/config/aws: its default",
+	"breaker_cooldown":        "jwt/config/aws: its default",
+}
+
+// apiSampleMismatches compares sample, at path in a sample response (its
+// member name name, "" for none), with reals, the values at the same path
+// in the real responses of its operation, and says how they differ:
+//
+//   - sample must have the JSON type of some real value (a null sample is
+//     null in some real response);
+//   - every member of an object must be a member of some real object at
+//     the same path, and is compared with the real values there;
+//   - an object keyed by data, not by names the code chooses, is one
+//     wildcard level, shown as path["name"]: each of its members is
+//     compared with every member of every real object there. An object is
+//     keyed by data when, in the real responses, every member of it is an
+//     object: a collection of records by a name the data gives (a key's
+//     versions by number, config/aws's kms by "<region> <endpoint>"); a
+//     record with fixed names (a JWK, revocations' total) has scalars.
+//     So does a map of scalars (a token's claims, a role's claims): its
+//     names are compared as fixed names, and a sample's must be ones the
+//     calls use (iss, sub, exp; the docs' "team" and "scope");
+//   - the items of an array are compared with every item of the real
+//     arrays there (so a sample's items need a real non-empty array);
+//   - a scalar is compared by value if apiValueMembers names it or it is a
+//     boolean: it must equal some real value; otherwise by type only.
+func apiSampleMismatches(path, name string, sample any, reals []any) []string {
+	kind := apiJSONKind(sample)
+	var same []any
+	kinds := map[string]bool{}
+	for _, r := range reals {
+		kinds[apiJSONKind(r)] = true
+		if apiJSONKind(r) == kind {
+			same = append(same, r)
+		}
+	}
+	if len(same) == 0 {
+		return []string{fmt.Sprintf("%s is %s %s, but the real responses have %s there",
+			path, kind, apiShort(sample), strings.Join(slices.Sorted(maps.Keys(kinds)), " or "))}
+	}
+	var msgs []string
+	switch v := sample.(type) {
+	case map[string]any:
+		if apiKeyedByData(same) {
+			var members []any
+			for _, r := range same {
+				for _, k := range slices.Sorted(maps.Keys(r.(map[string]any))) {
+					members = append(members, r.(map[string]any)[k])
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				msgs = append(msgs, apiSampleMismatches(fmt.Sprintf("%s[%q]", path, k), "", v[k], members)...)
+			}
+			return msgs
+		}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			var at []any
+			names := map[string]bool{}
+			for _, r := range same {
+				for n, x := range r.(map[string]any) {
+					names[n] = true
+					if n == k {
+						at = append(at, x)
+					}
+				}
+			}
+			if len(at) == 0 {
+				msgs = append(msgs, fmt.Sprintf("%s.%s: no real response has this member; they have %v",
+					path, k, slices.Sorted(maps.Keys(names))))
+				continue
+			}
+			msgs = append(msgs, apiSampleMismatches(path+"."+k, k, v[k], at)...)
+		}
+	case []any:
+		var items []any
+		for _, r := range same {
+			items = append(items, r.([]any)...)
+		}
+		if len(v) > 0 && len(items) == 0 {
+			return []string{fmt.Sprintf("%s has items, but the real responses' arrays there are all empty", path)}
+		}
+		for i, item := range v {
+			msgs = append(msgs, apiSampleMismatches(fmt.Sprintf("%s[%d]", path, i), name, item, items)...)
+		}
+	default:
+		if _, ok := apiValueMembers[name]; !ok && kind != "boolean" {
+			return nil
+		}
+		values := map[string]bool{}
+		for _, r := range same {
+			values[apiShort(r)] = true
+		}
+		if !values[apiShort(sample)] {
+			msgs = append(msgs, fmt.Sprintf("%s is %s, but the real responses have only %s there",
+				path, apiShort(sample), strings.Join(slices.Sorted(maps.Keys(values)), ", ")))
+		}
+	}
+	return msgs
+}
+
+// apiKeyedByData says whether objects, the real objects at one path, are
+// keyed by data: some has members, and every member of every one is an
+// object.
+func apiKeyedByData(objects []any) bool {
+	some := false
+	for _, o := range objects {
+		for _, m := range o.(map[string]any) {
+			if _, ok := m.(map[string]any); !ok {
+				return false
+			}
+			some = true
+		}
+	}
+	return some
+}
+
+// apiJSONKind is the JSON type of a decoded value.
+func apiJSONKind(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case json.Number:
+		return "number"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// apiShort is v as JSON, cut short for a message.
+func apiShort(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	if len(b) > 60 {
+		return string(b[:57]) + "..."
+	}
+	return string(b)
 }

@@ -137,8 +137,10 @@ type oasCall struct {
 
 // oasCallLog records requests made through it, in order.
 type oasCallLog struct {
-	tb    *testBackend
-	calls []oasCall
+	tb *testBackend
+	// endpoint is the fake KMS's, for more awskms calls.
+	endpoint string
+	calls    []oasCall
 }
 
 // call makes a request, which must succeed, and records it. Calls run in
@@ -176,7 +178,7 @@ func oasCalls(t *testing.T) (*testBackend, *framework.OASDocument, *oasCallLog) 
 	doc := tb.openAPI(t)
 	endpoint := tb.mustRead(t, "config/aws").Data["endpoint"].(string)
 
-	l := &oasCallLog{tb: tb}
+	l := &oasCallLog{tb: tb, endpoint: endpoint}
 	call := func(oasPath, method string, op logical.Operation, path string, data map[string]any) *logical.Response {
 		t.Helper()
 		return l.call(t, oasPath, method, op, path, data)
