@@ -745,12 +745,12 @@ var apiValueMembers = map[string]string{
 //   - a scalar is compared by value if apiValueMembers names it or it is a
 //     boolean: it must equal some real value; otherwise by type only.
 func apiSampleMismatches(path, name string, sample any, reals []any) []string {
-	kind := apiJSONKind(sample)
+	kind := jsonKind(sample)
 	var same []any
 	kinds := map[string]bool{}
 	for _, r := range reals {
-		kinds[apiJSONKind(r)] = true
-		if apiJSONKind(r) == kind {
+		kinds[jsonKind(r)] = true
+		if jsonKind(r) == kind {
 			same = append(same, r)
 		}
 	}
@@ -832,25 +832,6 @@ func apiKeyedByData(objects []any) bool {
 		}
 	}
 	return some
-}
-
-// apiJSONKind is the JSON type of a decoded value.
-func apiJSONKind(v any) string {
-	switch v.(type) {
-	case string:
-		return "string"
-	case bool:
-		return "boolean"
-	case json.Number:
-		return "number"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // apiShort is v as JSON, cut short for a message.

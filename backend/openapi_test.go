@@ -385,29 +385,34 @@ func jsonRoundTrip(t *testing.T, data map[string]any) map[string]any {
 	return out
 }
 
+// jsonKind is the JSON type of a value decoded with UseNumber: "number"
+// for every number.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case json.Number:
+		return "number"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
 // oasTypeMismatch says how the JSON value v does not fit schema s, or "".
 func oasTypeMismatch(s *framework.OASSchema, v any) string {
-	kind := func(v any) string {
-		switch x := v.(type) {
-		case string:
-			return "string"
-		case bool:
-			return "boolean"
-		case json.Number:
-			if _, err := x.Int64(); err == nil {
-				return "integer"
-			}
-			return "number"
-		case map[string]any:
-			return "object"
-		case []any:
-			return "array"
-		case nil:
-			return "null"
+	got, want := jsonKind(v), s.Type
+	if n, ok := v.(json.Number); ok {
+		if _, err := n.Int64(); err == nil {
+			got = "integer"
 		}
-		return fmt.Sprintf("%T", v)
 	}
-	got, want := kind(v), s.Type
 	if got == want || got == "integer" && want == "number" {
 		if want == "array" && s.Items != nil {
 			for _, item := range v.([]any) {
