@@ -317,12 +317,6 @@ type headerKey struct {
 	typ     string
 }
 
-// currentSigner is the signer of the version that signs at now.
-func (e *keyEntry) currentSigner(now time.Time) (signer.Signer, int) {
-	iv := e.current(now)
-	return iv.signer, iv.version
-}
-
 // current is the issueVersion of the version that signs at now.
 func (e *keyEntry) current(now time.Time) *issueVersion {
 	return e.issuing[e.key.currentIndex(now)]

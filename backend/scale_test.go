@@ -138,7 +138,7 @@ func BenchmarkRolesAndKeys(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			signers[i], _ = e.currentSigner(tb.clock.Now())
+			signers[i] = e.current(tb.clock.Now()).signer
 		}
 		input := []byte(strings.Repeat("x", 365))
 		b.Run(fmt.Sprintf("sign/keys=%d", n), func(b *testing.B) {
